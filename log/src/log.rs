@@ -1,0 +1,647 @@
+//! The log: shards, their writer threads, the metadata file, reads and retention.
+
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use crate::batch::{DecodedBatch, Entries, decode_batch, scan_segment};
+use crate::error::{CorruptKind, Error, Result};
+use crate::ids::{Lsn, ShardId, Timestamp};
+use crate::limits::*;
+use crate::record::{Entry, Record};
+use crate::segment::{Segment, SegmentInfo};
+use crate::shard::{self, ShardShared};
+use crate::storage::{FsStorage, Storage};
+use crate::ticket::{AppendTicket, BatchPos};
+
+/// When an append is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// After the batch holding it is fsynced (`fdatasync`): it survives a power cut.
+    Always,
+    /// After the batch is written to the OS; the writer fsyncs at most `ms` later. A process
+    /// crash loses nothing acknowledged; a power cut loses at most the last `ms` of appends.
+    Interval {
+        /// The longest time written data stays unsynced, at most
+        /// [`SYNC_INTERVAL_MS_MAX`](crate::SYNC_INTERVAL_MS_MAX).
+        ms: u64,
+    },
+    /// After the batch is written to the OS; fsync only when a segment is sealed or the log
+    /// closes. A process crash loses nothing acknowledged; a power cut may lose anything unsealed.
+    Os,
+}
+
+/// How to open a log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Shards (one writer thread each). `None`: the count stored in an existing log, or the
+    /// machine's parallelism for a new one. A count different from the stored one is an error.
+    pub shard_count: Option<u32>,
+    /// The time window one segment covers, in milliseconds.
+    pub segment_window_ms: u64,
+    /// A segment is sealed before it would grow past this many bytes.
+    pub segment_bytes_max: u64,
+    /// When appends are acknowledged.
+    pub durability: Durability,
+    /// Whether batches are lz4-compressed when that makes them smaller.
+    pub compression: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig {
+            shard_count: None,
+            segment_window_ms: SEGMENT_WINDOW_MS_DEFAULT,
+            segment_bytes_max: SEGMENT_BYTES_DEFAULT,
+            durability: Durability::Always,
+            compression: true,
+        }
+    }
+}
+
+impl LogConfig {
+    fn validate(&self) -> Result<()> {
+        let invalid = |reason| Err(Error::InvalidConfig { reason });
+        if let Some(count) = self.shard_count
+            && !(1..=SHARD_COUNT_MAX).contains(&count)
+        {
+            return invalid("shard_count must be between 1 and SHARD_COUNT_MAX");
+        }
+        if !(SEGMENT_WINDOW_MS_MIN..=SEGMENT_WINDOW_MS_MAX).contains(&self.segment_window_ms) {
+            return invalid("segment_window_ms must be between 1 second and 30 days");
+        }
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes_max) {
+            return invalid("segment_bytes_max must be between 4 KiB and 1 GiB");
+        }
+        if let Durability::Interval { ms } = self.durability
+            && !(1..=SYNC_INTERVAL_MS_MAX).contains(&ms)
+        {
+            return invalid("Durability::Interval needs 1 to 60000 ms");
+        }
+        Ok(())
+    }
+}
+
+/// What opening the log found and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Per shard, the bytes cut from a torn tail of its newest segment.
+    pub torn_bytes: Vec<u64>,
+}
+
+/// What [`Log::retain`] removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetainReport {
+    /// Segments deleted.
+    pub segments_removed: usize,
+}
+
+/// The metadata file `LOG`: identifies a log directory and pins its shard count.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 8 | magic `MISSIVE\0` |
+/// | 8 | 2 | format version (1) |
+/// | 10 | 2 | reserved (0) |
+/// | 12 | 4 | shard count |
+/// | 16 | 8 | log id (random; seeds every batch checksum) |
+/// | 24 | 4 | CRC-32 of bytes 0..24 |
+mod meta {
+    pub(super) const MAGIC: [u8; 8] = *b"MISSIVE\0";
+    pub(super) const VERSION: usize = 8;
+    pub(super) const RESERVED: usize = VERSION + 2;
+    pub(super) const SHARDS: usize = RESERVED + 2;
+    pub(super) const LOG_ID: usize = SHARDS + 4;
+    pub(super) const CRC: usize = LOG_ID + 8;
+    pub(super) const END: usize = CRC + 4;
+    pub(super) const FILE: &str = "LOG";
+    pub(super) const TEMP: &str = "LOG.tmp";
+}
+
+#[derive(Debug)]
+struct Meta {
+    shard_count: u32,
+    log_id: u64,
+}
+
+impl Meta {
+    fn encode(&self) -> [u8; meta::END] {
+        let mut bytes = [0u8; meta::END];
+        bytes[..8].copy_from_slice(&meta::MAGIC);
+        bytes[meta::VERSION..meta::RESERVED].copy_from_slice(&crate::FORMAT_VERSION.to_le_bytes());
+        bytes[meta::SHARDS..meta::LOG_ID].copy_from_slice(&self.shard_count.to_le_bytes());
+        bytes[meta::LOG_ID..meta::CRC].copy_from_slice(&self.log_id.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..meta::CRC]);
+        bytes[meta::CRC..].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8], path: &Path) -> Result<Meta> {
+        let corrupt = |offset| Error::Corrupt {
+            file: path.to_path_buf(),
+            offset,
+            kind: CorruptKind::BadFile,
+        };
+        if bytes.len() != meta::END || bytes[..8] != meta::MAGIC {
+            return Err(corrupt(0));
+        }
+        let crc = u32::from_le_bytes(bytes[meta::CRC..].try_into().expect("4 bytes"));
+        if crc32fast::hash(&bytes[..meta::CRC]) != crc {
+            return Err(corrupt(meta::CRC as u64));
+        }
+        let version = u16::from_le_bytes([bytes[meta::VERSION], bytes[meta::VERSION + 1]]);
+        if version != crate::FORMAT_VERSION {
+            let supported = crate::FORMAT_VERSION;
+            return Err(Error::UnsupportedVersion {
+                file: path.to_path_buf(),
+                found: version,
+                supported,
+            });
+        }
+        let shard_count =
+            u32::from_le_bytes(bytes[meta::SHARDS..meta::LOG_ID].try_into().expect("4"));
+        if !(1..=SHARD_COUNT_MAX).contains(&shard_count) {
+            return Err(corrupt(meta::SHARDS as u64));
+        }
+        let log_id =
+            u64::from_le_bytes(bytes[meta::LOG_ID..meta::CRC].try_into().expect("8 bytes"));
+        Ok(Meta {
+            shard_count,
+            log_id,
+        })
+    }
+}
+
+fn random_log_id() -> u64 {
+    // Not a secret, only a salt that differs between logs: std's randomly keyed hasher suffices.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// The durable, sharded, append-only log. See the [crate documentation](crate).
+///
+/// Dropping the log closes it: writers finish what was queued and sync. Use [`Log::close`] to
+/// learn whether that final sync succeeded.
+#[derive(Debug)]
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    shards: Vec<Arc<ShardShared>>,
+    writers: Vec<JoinHandle<Result<()>>>,
+    recovery: RecoveryReport,
+    storage: Arc<dyn Storage>,
+    _lock: Box<dyn Send + Sync + std::fmt::Debug>,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir` on the real file system.
+    pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
+        Log::open_with(Arc::new(FsStorage), dir, config)
+    }
+
+    /// Opens (or creates) the log in `dir` on the given storage.
+    ///
+    /// Recovery verifies the newest segment of every shard, cuts a torn tail there and reports
+    /// any other bad batch as [`Error::Corrupt`]. Sealed segments are verified as they are read
+    /// (and all at once by [`Log::verify`]).
+    pub fn open_with(
+        storage: Arc<dyn Storage>,
+        dir: impl AsRef<Path>,
+        mut config: LogConfig,
+    ) -> Result<Log> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        storage
+            .create_dir_all(&dir)
+            .map_err(|e| Error::io("create directory", &dir, e))?;
+        let lock = storage.lock_dir(&dir).map_err(|error| match error.kind() {
+            std::io::ErrorKind::WouldBlock => Error::Locked { dir: dir.clone() },
+            _ => Error::io("lock", &dir, error),
+        })?;
+        let meta = Log::open_meta(&*storage, &dir, config.shard_count)?;
+        config.shard_count = Some(meta.shard_count);
+        let mut shards = Vec::with_capacity(meta.shard_count as usize);
+        let mut writers = Vec::with_capacity(meta.shard_count as usize);
+        let mut recovery = RecoveryReport::default();
+        for id in 0..meta.shard_count {
+            let shard_dir = dir.join(format!("shard-{id:04}"));
+            let recovered =
+                shard::recover(Arc::clone(&storage), shard_dir, id, meta.log_id, &config);
+            let recovered = match recovered {
+                Ok(recovered) => recovered,
+                Err(error) => {
+                    // The recovery error is the one to report; the started writers had no work.
+                    let _ = Log::stop(&shards, writers);
+                    return Err(error);
+                }
+            };
+            recovery.torn_bytes.push(recovered.torn_bytes);
+            shards.push(Arc::clone(&recovered.shared));
+            let writer = recovered.writer;
+            let spawned = std::thread::Builder::new()
+                .name(format!("missive-log-{id}"))
+                .spawn(move || writer.run());
+            match spawned {
+                Ok(handle) => writers.push(handle),
+                Err(error) => {
+                    let _ = Log::stop(&shards, writers);
+                    return Err(Error::io("spawn writer", &dir, error));
+                }
+            }
+        }
+        // The shard folders may be new: make them durable before anything lands in them.
+        storage
+            .sync_dir(&dir)
+            .map_err(|e| Error::io("fsync directory", &dir, e))?;
+        Ok(Log {
+            dir,
+            config,
+            shards,
+            writers,
+            recovery,
+            storage,
+            _lock: lock,
+        })
+    }
+
+    fn open_meta(storage: &dyn Storage, dir: &Path, requested: Option<u32>) -> Result<Meta> {
+        let path = dir.join(meta::FILE);
+        if storage
+            .exists(&path)
+            .map_err(|e| Error::io("stat", &path, e))?
+        {
+            let file = storage
+                .open(&path, false)
+                .map_err(|e| Error::io("open", &path, e))?;
+            let len = file.len().map_err(|e| Error::io("stat", &path, e))?;
+            let mut bytes = vec![0u8; len.min(meta::END as u64 + 1) as usize];
+            file.read_exact_at(&mut bytes, 0)
+                .map_err(|e| Error::io("read", &path, e))?;
+            let stored = Meta::decode(&bytes, &path)?;
+            if let Some(requested) = requested
+                && requested != stored.shard_count
+            {
+                return Err(Error::ConfigMismatch {
+                    field: "shard_count",
+                    stored: stored.shard_count.into(),
+                    requested: requested.into(),
+                });
+            }
+            return Ok(stored);
+        }
+        let names = storage
+            .list_dir(dir)
+            .map_err(|e| Error::io("list", dir, e))?;
+        if names.iter().any(|name| name.starts_with("shard-")) {
+            // Segments without the file that names their log id: refuse rather than guess.
+            return Err(Error::Corrupt {
+                file: path,
+                offset: 0,
+                kind: CorruptKind::BadFile,
+            });
+        }
+        let parallelism = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let shard_count = requested.unwrap_or(parallelism.min(SHARD_COUNT_MAX));
+        let fresh = Meta {
+            shard_count,
+            log_id: random_log_id(),
+        };
+        let temp = dir.join(meta::TEMP);
+        let file = storage
+            .open(&temp, true)
+            .map_err(|e| Error::io("create", &temp, e))?;
+        file.set_len(0)
+            .map_err(|e| Error::io("truncate", &temp, e))?;
+        file.write_all_at(&fresh.encode(), 0)
+            .map_err(|e| Error::io("write", &temp, e))?;
+        file.sync_data().map_err(|e| Error::io("fsync", &temp, e))?;
+        storage
+            .rename(&temp, &path)
+            .map_err(|e| Error::io("rename", &path, e))?;
+        storage
+            .sync_dir(dir)
+            .map_err(|e| Error::io("fsync directory", dir, e))?;
+        Ok(fresh)
+    }
+
+    fn stop(shards: &[Arc<ShardShared>], writers: Vec<JoinHandle<Result<()>>>) -> Result<()> {
+        for shard in shards {
+            shard.close();
+        }
+        let mut outcome = Ok(());
+        for writer in writers {
+            let result = writer.join().unwrap_or(Err(Error::Closed));
+            if outcome.is_ok() {
+                outcome = result;
+            }
+        }
+        outcome
+    }
+
+    /// Closes the log: every queued append is written and everything is synced. Returns the
+    /// first error of that final work.
+    pub fn close(mut self) -> Result<()> {
+        Log::stop(&self.shards, std::mem::take(&mut self.writers))
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The configuration in force (with the shard count resolved).
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// How many shards the log has.
+    pub fn shard_count(&self) -> u32 {
+        self.shards.len() as u32
+    }
+
+    /// What recovery found when the log was opened.
+    pub fn recovery(&self) -> &RecoveryReport {
+        &self.recovery
+    }
+
+    /// The shard that holds `chat`'s records.
+    pub fn shard_of(&self, chat: crate::ChatId) -> ShardId {
+        chat.shard(self.shard_count())
+    }
+
+    fn shard(&self, shard: ShardId) -> Result<&Arc<ShardShared>> {
+        self.shards.get(shard.0 as usize).ok_or(Error::NoSuchShard {
+            shard: shard.0,
+            shard_count: self.shard_count(),
+        })
+    }
+
+    /// Queues a record in its chat's shard and returns a ticket that resolves when the append is
+    /// acknowledged under the configured [`Durability`]. Records of one shard get LSNs in the
+    /// order their `append` calls return.
+    ///
+    /// Blocks only while the shard's queue is full (back-pressure).
+    pub fn append(&self, record: Record) -> Result<AppendTicket> {
+        if record.payload.len() > RECORD_PAYLOAD_BYTES_MAX {
+            return Err(Error::RecordTooLarge {
+                bytes: record.payload.len(),
+                bytes_max: RECORD_PAYLOAD_BYTES_MAX,
+            });
+        }
+        self.shards[self.shard_of(record.chat).0 as usize].append(record)
+    }
+
+    /// Makes everything acknowledged so far durable, whatever the durability level.
+    pub fn sync(&self) -> Result<()> {
+        self.shards.iter().try_for_each(|shard| shard.sync())
+    }
+
+    /// The LSN the next acknowledged record of `shard` will have: every LSN below it is readable.
+    pub fn head(&self, shard: ShardId) -> Result<Lsn> {
+        Ok(Lsn(self.shard(shard)?.head.load(Ordering::Acquire)))
+    }
+
+    /// Whether a failed write or fsync poisoned `shard`.
+    pub fn is_poisoned(&self, shard: ShardId) -> Result<bool> {
+        Ok(self.shard(shard)?.is_poisoned())
+    }
+
+    /// The segments of a shard, oldest first.
+    pub fn segments(&self, shard: ShardId) -> Result<Vec<SegmentInfo>> {
+        Ok(self
+            .shard(shard)?
+            .segment_snapshot()
+            .iter()
+            .map(|s| s.info())
+            .collect())
+    }
+
+    /// Reads a shard's acknowledged records from `from` on (or from the oldest retained record,
+    /// if `from` was removed by retention). The reader stops at the head as of each step.
+    pub fn read_from(&self, shard: ShardId, from: Lsn) -> Result<ShardReader> {
+        let shard = Arc::clone(self.shard(shard)?);
+        Ok(ShardReader {
+            shard,
+            storage: Arc::clone(&self.storage),
+            from,
+            at: None,
+            entries: None,
+        })
+    }
+
+    /// Reads and verifies the batch at `pos`.
+    pub fn read_batch(&self, pos: BatchPos) -> Result<DecodedBatch> {
+        let shard = self.shard(pos.shard)?;
+        let not_found = || Error::NotFound {
+            shard: pos.shard.0,
+            segment: pos.segment,
+            offset: pos.offset,
+        };
+        let segments = shard.segment_snapshot();
+        let segment = segments
+            .iter()
+            .find(|s| s.first_lsn == pos.segment)
+            .ok_or_else(not_found)?;
+        let bytes = segment
+            .batch_bytes(&*self.storage, pos.offset)?
+            .ok_or_else(not_found)?;
+        decode_batch(&bytes, segment.place(shard.log_id, shard.id)).map_err(|kind| match kind {
+            // A position inside a batch or past the end names no batch: the caller's mistake.
+            CorruptKind::BadMagic => not_found(),
+            kind => Error::Corrupt {
+                file: segment.path.clone(),
+                offset: pos.offset,
+                kind,
+            },
+        })
+    }
+
+    /// Deletes every sealed segment whose time window ended at or before `cutoff`: whole files,
+    /// O(1) each. The time is an argument; the log never reads a clock.
+    pub fn retain(&self, cutoff: Timestamp) -> Result<RetainReport> {
+        let mut report = RetainReport::default();
+        for shard in &self.shards {
+            let expired: Vec<Arc<Segment>> = {
+                let mut segments = shard.segments.write();
+                let (expired, kept) = segments
+                    .drain(..)
+                    .partition(|s| s.is_sealed() && s.window_end_ms() <= cutoff.0);
+                *segments = kept;
+                expired
+            };
+            if expired.is_empty() {
+                continue;
+            }
+            for segment in &expired {
+                // Readers holding a map of it keep valid bytes: unlinking does not unmap.
+                shard
+                    .storage
+                    .remove_file(&segment.path)
+                    .map_err(|e| Error::io("remove", &segment.path, e))?;
+                report.segments_removed += 1;
+            }
+            shard
+                .storage
+                .sync_dir(&shard.dir)
+                .map_err(|e| Error::io("fsync directory", &shard.dir, e))?;
+        }
+        Ok(report)
+    }
+
+    /// Verifies every batch of every segment (checksums, places, LSN continuity within each
+    /// segment). Returns the first problem as [`Error::Corrupt`].
+    pub fn verify(&self) -> Result<()> {
+        for shard in &self.shards {
+            for segment in shard.segment_snapshot() {
+                let place = segment.place(shard.log_id, shard.id);
+                let mut offset = 0;
+                let mut bytes = Vec::new();
+                while let Some(batch) = segment.batch_bytes(&*self.storage, offset)? {
+                    let len = crate::batch::parse_header(&batch)
+                        .map_err(|kind| Error::Corrupt {
+                            file: segment.path.clone(),
+                            offset,
+                            kind,
+                        })?
+                        .total_len();
+                    bytes.extend_from_slice(&batch[..len.min(batch.len() as u64) as usize]);
+                    offset += len;
+                }
+                let scan = scan_segment(&bytes.into(), place);
+                if let Some((offset, kind)) = scan.stop {
+                    return Err(Error::Corrupt {
+                        file: segment.path.clone(),
+                        offset,
+                        kind,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let _ = Log::stop(&self.shards, std::mem::take(&mut self.writers));
+    }
+}
+
+/// An iterator over a shard's records, from an LSN on. Each item is verified; a bad batch ends
+/// the iteration with [`Error::Corrupt`].
+#[derive(Debug)]
+pub struct ShardReader {
+    shard: Arc<ShardShared>,
+    storage: Arc<dyn Storage>,
+    from: Lsn,
+    /// The segment being read and the offset of its next batch.
+    at: Option<(Arc<Segment>, u64)>,
+    entries: Option<Entries>,
+}
+
+impl ShardReader {
+    /// The LSN of the next record this reader would return.
+    pub fn position(&self) -> Lsn {
+        self.from
+    }
+
+    /// Finds the first segment that may hold `self.from`, or the one after `after`.
+    fn segment_for(&self, after: Option<u64>) -> Option<Arc<Segment>> {
+        let segments = self.shard.segments.read();
+        match after {
+            Some(previous) => segments.iter().find(|s| s.first_lsn > previous).cloned(),
+            None => {
+                let index = segments.partition_point(|s| s.first_lsn <= self.from.0);
+                segments.get(index.saturating_sub(1)).cloned()
+            }
+        }
+    }
+
+    fn next_batch(&mut self) -> Result<Option<DecodedBatch>> {
+        loop {
+            if self.at.is_none() {
+                match self.segment_for(None) {
+                    Some(segment) => self.at = Some((segment, 0)),
+                    None => return Ok(None),
+                }
+            }
+            let (segment, offset) = self.at.as_ref().expect("set above");
+            let (segment, offset) = (Arc::clone(segment), *offset);
+            let corrupt = |kind| Error::Corrupt {
+                file: segment.path.clone(),
+                offset,
+                kind,
+            };
+            // Hop over whole batches below `from` by header alone.
+            match segment.header_at(&*self.storage, offset)? {
+                Some(header) if header.end_lsn() <= self.from => {
+                    self.at = Some((segment, offset + header.total_len()));
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    if !segment.is_sealed() {
+                        return Ok(None);
+                    }
+                    match self.segment_for(Some(segment.first_lsn)) {
+                        Some(next) => {
+                            self.at = Some((next, 0));
+                            continue;
+                        }
+                        None => return Ok(None),
+                    }
+                }
+            }
+            let Some(bytes) = segment.batch_bytes(&*self.storage, offset)? else {
+                return Ok(None);
+            };
+            let batch = decode_batch(&bytes, segment.place(self.shard.log_id, self.shard.id))
+                .map_err(corrupt)?;
+            self.at = Some((Arc::clone(&segment), offset + batch.header.total_len()));
+            return Ok(Some(batch));
+        }
+    }
+}
+
+impl Iterator for ShardReader {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        loop {
+            if let Some(entries) = &mut self.entries {
+                for entry in entries.by_ref() {
+                    if entry.lsn >= self.from {
+                        self.from = Lsn(entry.lsn.0 + 1);
+                        return Some(Ok(entry));
+                    }
+                }
+                self.entries = None;
+            }
+            match self.next_batch() {
+                Ok(Some(batch)) => {
+                    if batch.header.first_lsn > self.from {
+                        // A gap: retention removed what lay between. Continue from here.
+                        self.from = batch.header.first_lsn;
+                    }
+                    self.entries = Some(batch.entries());
+                }
+                Ok(None) => return None,
+                Err(error) => {
+                    // Stop for good after reporting: a bad batch cannot be skipped safely.
+                    self.at = None;
+                    self.entries = None;
+                    self.from = Lsn(u64::MAX);
+                    return Some(Err(error));
+                }
+            }
+        }
+    }
+}

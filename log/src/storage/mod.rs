@@ -1,0 +1,62 @@
+//! The small storage trait everything in the log goes through.
+//!
+//! [`FsStorage`] is the real one (files, `fdatasync`, directory fsync, read-only mmaps of sealed
+//! segments). [`SimStorage`] keeps files in memory and models a disk with a page cache: it can
+//! drop every byte not yet synced (a power cut) and fail any write or sync on demand, so tests
+//! can prove what an acknowledged append survives.
+
+mod fs;
+mod mmap;
+mod sim;
+
+use std::fmt::Debug;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use fs::FsStorage;
+pub use sim::{Damage, Fault, FaultOp, SimStorage};
+
+/// A directory tree of files: what the log needs from a file system.
+pub trait Storage: Send + Sync + Debug + 'static {
+    /// Creates `dir` and its parents if missing.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Names of the entries in `dir` (files and directories), in no particular order.
+    fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Opens a file for reading and writing; with `create`, creates it if missing.
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn StorageFile>>;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file, replacing `to` if it exists.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the creations, renames and removals in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// The whole content of a file that will never change again (a sealed segment), shared.
+    /// The real storage maps it read-only; the handle stays valid after the file is removed.
+    fn read_sealed(&self, path: &Path) -> io::Result<Bytes>;
+    /// Takes an exclusive lock on `dir` for as long as the returned guard lives. Fails with
+    /// [`io::ErrorKind::WouldBlock`] when another holder has it.
+    fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync + Debug>>;
+}
+
+/// An open file.
+pub trait StorageFile: Send + Sync + Debug {
+    /// Fills `buf` from `offset`; `UnexpectedEof` if the file ends first.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`. On error, a prefix of `buf` may have been written.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes the file's data durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
+    /// The file's length.
+    fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+    /// Truncates or extends the file.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
