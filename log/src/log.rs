@@ -450,11 +450,20 @@ impl Log {
             .iter()
             .find(|s| s.first_lsn == pos.segment)
             .ok_or_else(not_found)?;
-        let bytes = segment
-            .batch_bytes(&*self.storage, pos.offset)?
-            .ok_or_else(not_found)?;
+        // A position inside a batch or past the end names no batch: the caller's mistake, not
+        // damage on disk.
+        let bytes = match segment.batch_bytes(&*self.storage, pos.offset) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None)
+            | Err(Error::Corrupt {
+                kind: CorruptKind::BadMagic,
+                ..
+            }) => {
+                return Err(not_found());
+            }
+            Err(error) => return Err(error),
+        };
         decode_batch(&bytes, segment.place(shard.log_id, shard.id)).map_err(|kind| match kind {
-            // A position inside a batch or past the end names no batch: the caller's mistake.
             CorruptKind::BadMagic => not_found(),
             kind => Error::Corrupt {
                 file: segment.path.clone(),
