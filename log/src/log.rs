@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
-use crate::batch::{DecodedBatch, Entries, decode_batch, scan_segment};
+use crate::batch::{DecodedBatch, Entries, decode_batch};
 use crate::error::{CorruptKind, Error, Result};
 use crate::ids::{Lsn, ShardId, Timestamp};
 use crate::limits::*;
@@ -512,25 +512,19 @@ impl Log {
             for segment in shard.segment_snapshot() {
                 let place = segment.place(shard.log_id, shard.id);
                 let mut offset = 0;
-                let mut bytes = Vec::new();
-                while let Some(batch) = segment.batch_bytes(&*self.storage, offset)? {
-                    let len = crate::batch::parse_header(&batch)
-                        .map_err(|kind| Error::Corrupt {
-                            file: segment.path.clone(),
-                            offset,
-                            kind,
-                        })?
-                        .total_len();
-                    bytes.extend_from_slice(&batch[..len.min(batch.len() as u64) as usize]);
-                    offset += len;
-                }
-                let scan = scan_segment(&bytes.into(), place);
-                if let Some((offset, kind)) = scan.stop {
-                    return Err(Error::Corrupt {
+                let mut next_lsn = Lsn(segment.first_lsn);
+                while let Some(bytes) = segment.batch_bytes(&*self.storage, offset)? {
+                    let corrupt = |kind| Error::Corrupt {
                         file: segment.path.clone(),
                         offset,
                         kind,
-                    });
+                    };
+                    let batch = decode_batch(&bytes, place).map_err(corrupt)?;
+                    if batch.header.first_lsn != next_lsn {
+                        return Err(corrupt(CorruptKind::Misplaced));
+                    }
+                    next_lsn = batch.header.end_lsn();
+                    offset += batch.header.total_len();
                 }
             }
         }

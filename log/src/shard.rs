@@ -508,19 +508,47 @@ impl Writer {
         self.create_segment(ts_max)
     }
 
+    /// Gives the empty active segment the window that holds `ts_max`, by renaming it: one
+    /// atomic step, so a crash leaves either name and never two segments with one first LSN.
     fn replace_empty(&mut self, ts_max: u64) -> Result<()> {
         let active = self.active.take().expect("checked by caller");
-        self.shared
-            .segments
-            .write()
-            .retain(|s| !Arc::ptr_eq(s, &active.segment));
-        let path = &active.segment.path;
-        self.shared
-            .storage
-            .remove_file(path)
-            .map_err(|e| Error::io("remove", path, e))?;
+        let window = self.config.segment_window_ms;
+        let start = ts_max - ts_max % window;
+        let first_lsn = active.segment.first_lsn;
+        let path = self
+            .shared
+            .dir
+            .join(segment::file_name(first_lsn, start, window));
+        if let Err(error) = self.shared.storage.rename(&active.segment.path, &path) {
+            let error = Error::io("rename", &active.segment.path, error);
+            self.active = Some(active);
+            return Err(error);
+        }
         self.sync_dir()?;
-        self.create_segment(ts_max)
+        let segment = Arc::new(Segment::active(
+            path,
+            first_lsn,
+            start,
+            window,
+            Arc::clone(&active.file),
+            0,
+        ));
+        {
+            let mut segments = self.shared.segments.write();
+            let last = segments.last_mut().expect("the active segment is listed");
+            assert!(
+                Arc::ptr_eq(last, &active.segment),
+                "the active segment is the newest"
+            );
+            *last = Arc::clone(&segment);
+        }
+        self.active = Some(Active {
+            segment,
+            file: active.file,
+            len: 0,
+            batches: 0,
+        });
+        Ok(())
     }
 
     fn sync_dir(&mut self) -> Result<()> {

@@ -132,3 +132,36 @@ fn every_bit_flip_in_the_last_batches_is_cut_or_reported() {
     eprintln!("{cut} flips cut as torn tails, {corrupt} reported as corrupt");
     assert!(cut > 0 && corrupt > 0);
 }
+
+#[test]
+fn an_emptied_newest_segment_is_renamed_to_the_next_window_not_duplicated() {
+    let disk = SimStorage::new();
+    let config = test_config();
+    let log = open_sim(&disk, &config).unwrap();
+    log.append(message(chat(1), 0, 5_000, 0))
+        .unwrap()
+        .wait()
+        .unwrap();
+    let path = log.segments(ShardId(0)).unwrap()[0].path.clone();
+    log.close().unwrap();
+    // Torn inside the first batch: recovery leaves an empty newest segment for window 5 s.
+    disk.set_file_content(&path, disk.file_content(&path).unwrap()[..10].to_vec());
+    let log = open_sim(&disk, &config).unwrap();
+    assert_eq!(log.head(ShardId(0)).unwrap(), Lsn(1));
+    let appended = log
+        .append(message(chat(1), 1, 9_000, 0))
+        .unwrap()
+        .wait()
+        .unwrap();
+    assert_eq!(appended.lsn, Lsn(1));
+    let segments = log.segments(ShardId(0)).unwrap();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    assert_eq!(
+        (segments[0].first_lsn, segments[0].window_start_ms),
+        (1, 9_000)
+    );
+    log.close().unwrap();
+    assert!(disk.file_content(&path).is_none(), "the old name is gone");
+    let log = open_sim(&disk, &config).unwrap();
+    assert_eq!(read_all(&log)[0][0].record, message(chat(1), 1, 9_000, 0));
+}

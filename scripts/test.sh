@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Missive's one test command: what a newcomer runs and what CI runs (.ci/run calls it).
+# Formatting, lints, every test, the docs, and a short fuzz run. It installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+step "fuzz: a short run of every target (stable, no sanitizer)"
+bash fuzz/run.sh
+
+step "all checks passed"
