@@ -11,8 +11,9 @@
 //! use missive::log::{Durability, Log, LogConfig};
 //! let dir = std::env::temp_dir().join(format!("missive-engine-doc-{}", std::process::id()));
 //! # let _ = std::fs::remove_dir_all(&dir);
-//! let log = Log::open(&dir, LogConfig { durability: Durability::Os, ..LogConfig::default() })?;
-//! assert_eq!(log.shard_count(), LogConfig::default().shard_count);
+//! let config = LogConfig { shard_count: Some(2), durability: Durability::Os, ..LogConfig::default() };
+//! let log = Log::open(&dir, config)?;
+//! assert_eq!(log.shard_count(), 2);
 //! # drop(log);
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! # Ok::<(), missive::log::Error>(())

@@ -11,7 +11,7 @@ use crate::error::{CorruptKind, Error, Result};
 use crate::ids::{Lsn, ShardId, Timestamp};
 use crate::limits::*;
 use crate::record::{Entry, Record};
-use crate::segment::{Segment, SegmentInfo};
+use crate::segment::{ReadAhead, Segment, SegmentInfo};
 use crate::shard::{self, ShardShared};
 use crate::storage::{FsStorage, Storage};
 use crate::ticket::{AppendTicket, BatchPos};
@@ -434,6 +434,7 @@ impl Log {
             from,
             at: None,
             entries: None,
+            ahead: ReadAhead::new(ReadAhead::SEQUENTIAL_BYTES),
         })
     }
 
@@ -452,7 +453,8 @@ impl Log {
             .ok_or_else(not_found)?;
         // A position inside a batch or past the end names no batch: the caller's mistake, not
         // damage on disk.
-        let bytes = match segment.batch_bytes(&*self.storage, pos.offset) {
+        let mut ahead = ReadAhead::new(ReadAhead::SINGLE_BYTES);
+        let bytes = match segment.batch_bytes(&*self.storage, pos.offset, &mut ahead) {
             Ok(Some(bytes)) => bytes,
             Ok(None)
             | Err(Error::Corrupt {
@@ -513,7 +515,8 @@ impl Log {
                 let place = segment.place(shard.log_id, shard.id);
                 let mut offset = 0;
                 let mut next_lsn = Lsn(segment.first_lsn);
-                while let Some(bytes) = segment.batch_bytes(&*self.storage, offset)? {
+                let mut ahead = ReadAhead::new(ReadAhead::SEQUENTIAL_BYTES);
+                while let Some(bytes) = segment.batch_bytes(&*self.storage, offset, &mut ahead)? {
                     let corrupt = |kind| Error::Corrupt {
                         file: segment.path.clone(),
                         offset,
@@ -548,6 +551,7 @@ pub struct ShardReader {
     /// The segment being read and the offset of its next batch.
     at: Option<(Arc<Segment>, u64)>,
     entries: Option<Entries>,
+    ahead: ReadAhead,
 }
 
 impl ShardReader {
@@ -584,7 +588,7 @@ impl ShardReader {
                 kind,
             };
             // Hop over whole batches below `from` by header alone.
-            match segment.header_at(&*self.storage, offset)? {
+            match segment.header_at(&*self.storage, offset, &mut self.ahead)? {
                 Some(header) if header.end_lsn() <= self.from => {
                     self.at = Some((segment, offset + header.total_len()));
                     continue;
@@ -603,7 +607,7 @@ impl ShardReader {
                     }
                 }
             }
-            let Some(bytes) = segment.batch_bytes(&*self.storage, offset)? else {
+            let Some(bytes) = segment.batch_bytes(&*self.storage, offset, &mut self.ahead)? else {
                 return Ok(None);
             };
             let batch = decode_batch(&bytes, segment.place(self.shard.log_id, self.shard.id))

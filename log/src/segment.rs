@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::batch::{BATCH_HEADER_LEN, BatchPlace, parse_header};
+use crate::batch::{BATCH_HEADER_LEN, BatchHeader, BatchPlace, parse_header};
 use crate::error::{CorruptKind, Error, Result};
 use crate::storage::{Storage, StorageFile};
 
@@ -152,48 +152,39 @@ impl Segment {
         Ok(bytes)
     }
 
-    /// The bytes from `offset` to the end of the batch that starts there, or `None` at the end
-    /// of the readable data. The batch is not yet verified.
-    pub(crate) fn batch_bytes(&self, storage: &dyn Storage, offset: u64) -> Result<Option<Bytes>> {
-        let corrupt = |kind| Error::Corrupt {
-            file: self.path.clone(),
-            offset,
-            kind,
-        };
+    /// The bytes from `offset` to the end of the batch that starts there (for a sealed segment,
+    /// to the end of the file), or `None` at the end of the readable data. Not yet verified.
+    pub(crate) fn batch_bytes(
+        &self,
+        storage: &dyn Storage,
+        offset: u64,
+        ahead: &mut ReadAhead,
+    ) -> Result<Option<Bytes>> {
         if self.is_sealed() {
             let map = self.mapped(storage)?;
-            if offset >= map.len() as u64 {
-                return Ok(None);
-            }
-            return Ok(Some(map.slice(offset as usize..)));
+            return Ok((offset < map.len() as u64).then(|| map.slice(offset as usize..)));
         }
-        let visible = self.visible_len.load(Ordering::Acquire);
-        if offset >= visible {
+        let Some(header) = self.header_at(storage, offset, ahead)? else {
             return Ok(None);
-        }
+        };
         let file = self
             .file
             .as_ref()
             .expect("an unsealed segment has its file open");
-        let mut header = [0u8; BATCH_HEADER_LEN];
-        file.read_exact_at(&mut header, offset)
+        let visible = self.visible_len.load(Ordering::Acquire);
+        let bytes = ahead
+            .get(&**file, self.first_lsn, offset, header.total_len(), visible)
             .map_err(|e| Error::io("read", &self.path, e))?;
-        let total = parse_header(&header).map_err(corrupt)?.total_len();
-        if offset + total > visible {
-            return Err(corrupt(CorruptKind::Truncated));
-        }
-        let mut bytes = vec![0u8; total as usize];
-        file.read_exact_at(&mut bytes, offset)
-            .map_err(|e| Error::io("read", &self.path, e))?;
-        Ok(Some(Bytes::from(bytes)))
+        Ok(Some(bytes))
     }
 
-    /// Like [`Segment::batch_bytes`], but only the header, to hop over batches cheaply.
+    /// The header of the batch at `offset`, to hop over batches without reading their bodies.
     pub(crate) fn header_at(
         &self,
         storage: &dyn Storage,
         offset: u64,
-    ) -> Result<Option<crate::batch::BatchHeader>> {
+        ahead: &mut ReadAhead,
+    ) -> Result<Option<BatchHeader>> {
         let corrupt = |kind| Error::Corrupt {
             file: self.path.clone(),
             offset,
@@ -206,17 +197,83 @@ impl Segment {
                 Some(rest) => parse_header(rest).map(Some).map_err(corrupt),
             };
         }
-        if offset >= self.visible_len.load(Ordering::Acquire) {
+        let visible = self.visible_len.load(Ordering::Acquire);
+        if offset >= visible {
             return Ok(None);
+        }
+        if visible - offset < BATCH_HEADER_LEN as u64 {
+            return Err(corrupt(CorruptKind::Truncated));
         }
         let file = self
             .file
             .as_ref()
             .expect("an unsealed segment has its file open");
-        let mut header = [0u8; BATCH_HEADER_LEN];
-        file.read_exact_at(&mut header, offset)
+        let bytes = ahead
+            .get(
+                &**file,
+                self.first_lsn,
+                offset,
+                BATCH_HEADER_LEN as u64,
+                visible,
+            )
             .map_err(|e| Error::io("read", &self.path, e))?;
-        parse_header(&header).map(Some).map_err(corrupt)
+        let header = parse_header(&bytes).map_err(corrupt)?;
+        if header.total_len() > visible - offset {
+            return Err(corrupt(CorruptKind::Truncated));
+        }
+        Ok(Some(header))
+    }
+}
+
+/// A read-ahead window over a file that is only ever appended to: one positioned read fetches
+/// many small batches, instead of a header read and a body read (and an allocation) per batch.
+/// Bytes below the readable length never change, so the window never goes stale.
+#[derive(Debug)]
+pub(crate) struct ReadAhead {
+    /// Bytes fetched per read (at least what is asked for).
+    chunk_bytes: u64,
+    /// Which segment the window holds (its first LSN), its start offset, and the bytes.
+    segment: u64,
+    start: u64,
+    bytes: Bytes,
+}
+
+impl ReadAhead {
+    /// For readers going through a segment in order.
+    pub(crate) const SEQUENTIAL_BYTES: u64 = 256 << 10;
+    /// For single batch reads: most batches fit, so one read usually suffices.
+    pub(crate) const SINGLE_BYTES: u64 = 4 << 10;
+
+    pub(crate) fn new(chunk_bytes: u64) -> ReadAhead {
+        ReadAhead {
+            chunk_bytes,
+            segment: 0,
+            start: 0,
+            bytes: Bytes::new(),
+        }
+    }
+
+    /// The bytes `offset .. offset + len` of `file` (segment `segment`), whose first `end`
+    /// bytes are readable.
+    pub(crate) fn get(
+        &mut self,
+        file: &dyn StorageFile,
+        segment: u64,
+        offset: u64,
+        len: u64,
+        end: u64,
+    ) -> std::io::Result<Bytes> {
+        assert!(offset + len <= end, "reads stay below the readable length");
+        let window_end = self.start + self.bytes.len() as u64;
+        let held = self.segment == segment && offset >= self.start && offset + len <= window_end;
+        if !held {
+            let fill = len.max(self.chunk_bytes).min(end - offset);
+            let mut buffer = vec![0u8; fill as usize];
+            file.read_exact_at(&mut buffer, offset)?;
+            (self.segment, self.start, self.bytes) = (segment, offset, Bytes::from(buffer));
+        }
+        let at = (offset - self.start) as usize;
+        Ok(self.bytes.slice(at..at + len as usize))
     }
 }
 

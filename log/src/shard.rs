@@ -14,7 +14,7 @@ use crate::ids::{Lsn, ShardId};
 use crate::limits::{BATCH_BODY_BYTES_MAX, BATCH_RECORDS_MAX};
 use crate::log::{Durability, LogConfig};
 use crate::record::Record;
-use crate::segment::{self, Segment};
+use crate::segment::{self, ReadAhead, Segment};
 use crate::storage::{Storage, StorageFile};
 use crate::ticket::{AppendTicket, BatchDone, BatchPos, Completion};
 
@@ -249,22 +249,23 @@ fn verify_newest(
     let len = file.len().map_err(|e| io("stat", e))?;
     let mut offset = 0u64;
     let mut next_lsn = place.segment;
-    let mut header = [0u8; BATCH_HEADER_LEN];
+    let mut ahead = ReadAhead::new(RECOVERY_READ_BYTES);
     while offset < len {
         let rest = len - offset;
         let bad = if rest < BATCH_HEADER_LEN as u64 {
             Some(CorruptKind::Truncated)
         } else {
-            file.read_exact_at(&mut header, offset)
+            let header = ahead
+                .get(file, place.segment, offset, BATCH_HEADER_LEN as u64, len)
                 .map_err(|e| io("read", e))?;
             match crate::batch::parse_header(&header) {
                 Err(kind) => Some(kind),
                 Ok(parsed) if parsed.total_len() > rest => Some(CorruptKind::Truncated),
                 Ok(parsed) => {
-                    let mut bytes = vec![0u8; parsed.total_len() as usize];
-                    file.read_exact_at(&mut bytes, offset)
+                    let bytes = ahead
+                        .get(file, place.segment, offset, parsed.total_len(), len)
                         .map_err(|e| io("read", e))?;
-                    match decode_batch(&Bytes::from(bytes), place) {
+                    match decode_batch(&bytes, place) {
                         Ok(batch) if batch.header.first_lsn.0 == next_lsn => {
                             next_lsn = batch.header.end_lsn().0;
                             offset += parsed.total_len();
@@ -295,6 +296,9 @@ fn verify_newest(
     }
     Ok((offset, next_lsn, 0))
 }
+
+/// Recovery reads the newest segment in chunks of this many bytes.
+const RECOVERY_READ_BYTES: u64 = 1 << 20;
 
 /// The segment the writer appends to.
 #[derive(Debug)]
