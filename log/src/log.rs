@@ -427,14 +427,24 @@ impl Log {
     /// Reads a shard's acknowledged records from `from` on (or from the oldest retained record,
     /// if `from` was removed by retention). The reader stops at the head as of each step.
     pub fn read_from(&self, shard: ShardId, from: Lsn) -> Result<ShardReader> {
-        let shard = Arc::clone(self.shard(shard)?);
         Ok(ShardReader {
-            shard,
+            batches: self.batches_from(shard, from)?,
+            from,
+            entries: None,
+        })
+    }
+
+    /// Reads a shard's batches from the one holding `from` on, with their positions: what an
+    /// index rebuilding from the log needs. Like [`Log::read_from`], it skips what retention
+    /// removed and stops at the head.
+    pub fn batches_from(&self, shard: ShardId, from: Lsn) -> Result<BatchReader> {
+        Ok(BatchReader {
+            shard: Arc::clone(self.shard(shard)?),
             storage: Arc::clone(&self.storage),
             from,
             at: None,
-            entries: None,
             ahead: ReadAhead::new(ReadAhead::SEQUENTIAL_BYTES),
+            failed: false,
         })
     }
 
@@ -541,25 +551,21 @@ impl Drop for Log {
     }
 }
 
-/// An iterator over a shard's records, from an LSN on. Each item is verified; a bad batch ends
-/// the iteration with [`Error::Corrupt`].
+/// An iterator over a shard's batches, from the one holding an LSN on, each verified and with
+/// its position. Indexes rebuild from it: a position is what they store.
 #[derive(Debug)]
-pub struct ShardReader {
+pub struct BatchReader {
     shard: Arc<ShardShared>,
     storage: Arc<dyn Storage>,
+    /// Batches ending at or below this LSN are skipped.
     from: Lsn,
-    /// The segment being read and the offset of its next batch.
+    /// The segment being read and the offset of its next batch; `None` before the first read.
     at: Option<(Arc<Segment>, u64)>,
-    entries: Option<Entries>,
     ahead: ReadAhead,
+    failed: bool,
 }
 
-impl ShardReader {
-    /// The LSN of the next record this reader would return.
-    pub fn position(&self) -> Lsn {
-        self.from
-    }
-
+impl BatchReader {
     /// Finds the first segment that may hold `self.from`, or the one after `after`.
     fn segment_for(&self, after: Option<u64>) -> Option<Arc<Segment>> {
         let segments = self.shard.segments.read();
@@ -572,7 +578,7 @@ impl ShardReader {
         }
     }
 
-    fn next_batch(&mut self) -> Result<Option<DecodedBatch>> {
+    fn next_batch(&mut self) -> Result<Option<(BatchPos, DecodedBatch)>> {
         loop {
             if self.at.is_none() {
                 match self.segment_for(None) {
@@ -582,11 +588,6 @@ impl ShardReader {
             }
             let (segment, offset) = self.at.as_ref().expect("set above");
             let (segment, offset) = (Arc::clone(segment), *offset);
-            let corrupt = |kind| Error::Corrupt {
-                file: segment.path.clone(),
-                offset,
-                kind,
-            };
             // Hop over whole batches below `from` by header alone.
             match segment.header_at(&*self.storage, offset, &mut self.ahead)? {
                 Some(header) if header.end_lsn() <= self.from => {
@@ -610,11 +611,52 @@ impl ShardReader {
             let Some(bytes) = segment.batch_bytes(&*self.storage, offset, &mut self.ahead)? else {
                 return Ok(None);
             };
+            let corrupt = |kind| Error::Corrupt {
+                file: segment.path.clone(),
+                offset,
+                kind,
+            };
             let batch = decode_batch(&bytes, segment.place(self.shard.log_id, self.shard.id))
                 .map_err(corrupt)?;
-            self.at = Some((Arc::clone(&segment), offset + batch.header.total_len()));
-            return Ok(Some(batch));
+            let pos = BatchPos {
+                shard: ShardId(self.shard.id),
+                segment: segment.first_lsn,
+                offset,
+            };
+            self.from = batch.header.end_lsn();
+            self.at = Some((segment, offset + batch.header.total_len()));
+            return Ok(Some((pos, batch)));
         }
+    }
+}
+
+impl Iterator for BatchReader {
+    type Item = Result<(BatchPos, DecodedBatch)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let next = self.next_batch().transpose();
+        // Stop for good after reporting an error: a bad batch cannot be skipped safely.
+        self.failed = matches!(next, Some(Err(_)));
+        next
+    }
+}
+
+/// An iterator over a shard's records, from an LSN on. Each item is verified; a bad batch ends
+/// the iteration with [`Error::Corrupt`].
+#[derive(Debug)]
+pub struct ShardReader {
+    batches: BatchReader,
+    from: Lsn,
+    entries: Option<Entries>,
+}
+
+impl ShardReader {
+    /// The LSN of the next record this reader would return.
+    pub fn position(&self) -> Lsn {
+        self.from
     }
 }
 
@@ -632,22 +674,15 @@ impl Iterator for ShardReader {
                 }
                 self.entries = None;
             }
-            match self.next_batch() {
-                Ok(Some(batch)) => {
+            match self.batches.next()? {
+                Ok((_, batch)) => {
                     if batch.header.first_lsn > self.from {
                         // A gap: retention removed what lay between. Continue from here.
                         self.from = batch.header.first_lsn;
                     }
                     self.entries = Some(batch.entries());
                 }
-                Ok(None) => return None,
-                Err(error) => {
-                    // Stop for good after reporting: a bad batch cannot be skipped safely.
-                    self.at = None;
-                    self.entries = None;
-                    self.from = Lsn(u64::MAX);
-                    return Some(Err(error));
-                }
+                Err(error) => return Some(Err(error)),
             }
         }
     }

@@ -361,3 +361,40 @@ fn appends_after_close_are_refused_and_ids_stay_distinct() {
     let shard = log.shard_of(ChatId::group(1));
     assert_eq!(log.head(shard).unwrap(), Lsn(2));
 }
+
+#[test]
+fn batch_readers_report_the_positions_appends_were_acknowledged_with() {
+    let disk = SimStorage::new();
+    let log = open_sim(
+        &disk,
+        &LogConfig {
+            shard_count: Some(1),
+            ..config()
+        },
+    )
+    .unwrap();
+    let appended: Vec<_> = (0..40)
+        .map(|n| {
+            log.append(message(chat(1), n, 1_000 * (n / 8), 90))
+                .unwrap()
+                .wait()
+                .unwrap()
+        })
+        .collect();
+    let batches: Vec<_> = log
+        .batches_from(ShardId(0), Lsn(5))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    // One record per batch here: each batch is where its record's append said it was.
+    assert_eq!(batches.len(), 36);
+    for (pos, batch) in &batches {
+        let lsn = batch.header.first_lsn;
+        assert_eq!(*pos, appended[lsn.0 as usize - 1].batch);
+        assert_eq!(log.read_batch(*pos).unwrap().header, batch.header);
+    }
+    assert!(
+        log.segments(ShardId(0)).unwrap().len() > 3,
+        "the read crossed segments"
+    );
+}
