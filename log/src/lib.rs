@@ -56,7 +56,7 @@ mod shard;
 pub mod storage;
 mod ticket;
 
-pub use batch::FORMAT_VERSION;
+pub use batch::{DecodedBatch, FORMAT_VERSION};
 pub use error::{CorruptKind, Error, Result};
 pub use ids::{ChatId, DeviceId, Lsn, Seq, ShardId, Timestamp, UserId};
 pub use limits::*;

@@ -352,6 +352,12 @@ impl Log {
         Log::stop(&self.shards, std::mem::take(&mut self.writers))
     }
 
+    /// The storage the log lives on. Caches of the log (index checkpoints) write through it
+    /// too, so that tests cutting the power cut it for both.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
     /// The log's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -360,6 +366,12 @@ impl Log {
     /// The configuration in force (with the shard count resolved).
     pub fn config(&self) -> &LogConfig {
         &self.config
+    }
+
+    /// The log's random id, fixed at creation. Caches of the log (index checkpoints) record it so
+    /// they are never applied to another log.
+    pub fn id(&self) -> u64 {
+        self.shards[0].log_id
     }
 
     /// How many shards the log has.

@@ -1,0 +1,370 @@
+//! Checkpoints: the whole index with the log position it reflects, in one file.
+//!
+//! `INDEX` in the index folder, written as `INDEX.tmp`, fsynced, renamed, and the folder fsynced,
+//! through the log's storage. Little-endian:
+//!
+//! | offset | size | field |
+//! |---|---|---|
+//! | 0 | 8 | magic `MSVINDEX` |
+//! | 8 | 2 | checkpoint version (1) |
+//! | 10 | 2 | reserved (0) |
+//! | 12 | 4 | CRC-32 of the body |
+//! | 16 | 8 | body length |
+//! | 24 | n | body |
+//!
+//! Body: log id (8), shard count (4), per shard the next LSN to apply (8 each); chat count (8)
+//! and per chat: id (16), head (8), TTL (8), run count (4) and runs (first seq, last seq, first
+//! timestamp, segment, offset: 8 each), deleted count (4) and seqs (8 each), a member flag (1)
+//! and, for a group, member count (4) and members (user 8, role 1); user count (8) and per user:
+//! id (8), chat count (4) and ids (16 each), read count (4) and (chat 16, seq 8) pairs, device
+//! count (4) and per device: id (4), count (4) and (chat 16, seq 8) pairs. Maps are written in
+//! key order, so equal indexes give equal files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use missive_log::{ChatId, DeviceId, Log, Lsn, ShardId, UserId};
+
+use crate::chat::{Chat, Role, Run};
+use crate::error::{Error, Result};
+use crate::index::{Index, User};
+
+/// The checkpoint format version this build writes and reads.
+pub const CHECKPOINT_VERSION: u16 = 1;
+
+const MAGIC: [u8; 8] = *b"MSVINDEX";
+const HEADER_LEN: usize = 24;
+const FILE: &str = "INDEX";
+const TEMP: &str = "INDEX.tmp";
+
+/// What [`Index::open`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Whether a checkpoint was loaded (else the index was rebuilt from the whole log).
+    pub from_checkpoint: bool,
+    /// Why a checkpoint that exists was not used.
+    pub rejected: Option<String>,
+    /// Records applied from the log after the checkpoint (or in the rebuild).
+    pub replayed: u64,
+}
+
+impl Index {
+    /// Opens the index of `log` kept in `dir`: loads the checkpoint if it is valid and belongs to
+    /// this log, else starts empty, then applies everything the log holds after it.
+    pub fn open(log: &Log, dir: &Path) -> Result<(Index, OpenReport)> {
+        let storage = log.storage();
+        storage
+            .create_dir_all(dir)
+            .map_err(|e| io("create directory", dir, e))?;
+        let mut report = OpenReport::default();
+        let mut index = match load(log, dir) {
+            Ok(Some(index)) => {
+                report.from_checkpoint = true;
+                index
+            }
+            Ok(None) => Index::empty(log),
+            Err(Error::BadCheckpoint { reason, .. }) => {
+                report.rejected = Some(reason.to_owned());
+                Index::empty(log)
+            }
+            Err(error) => return Err(error),
+        };
+        report.replayed = index.catch_up(log)?;
+        index.prune_removed(log)?;
+        Ok((index, report))
+    }
+
+    /// Writes the index to `dir` atomically: temp file, fsync, rename, fsync the folder.
+    pub fn checkpoint(&self, log: &Log, dir: &Path) -> Result<()> {
+        let storage = log.storage();
+        let body = self.encode_body();
+        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
+        bytes.extend_from_slice(&MAGIC);
+        bytes.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&0u16.to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&body);
+        let temp = dir.join(TEMP);
+        let path = dir.join(FILE);
+        storage
+            .create_dir_all(dir)
+            .map_err(|e| io("create directory", dir, e))?;
+        let file = storage
+            .open(&temp, true)
+            .map_err(|e| io("create", &temp, e))?;
+        file.set_len(0).map_err(|e| io("truncate", &temp, e))?;
+        file.write_all_at(&bytes, 0)
+            .map_err(|e| io("write", &temp, e))?;
+        file.sync_data().map_err(|e| io("fsync", &temp, e))?;
+        storage
+            .rename(&temp, &path)
+            .map_err(|e| io("rename", &path, e))?;
+        // IMPORTANT: the rename is durable only once the folder is.
+        storage
+            .sync_dir(dir)
+            .map_err(|e| io("fsync directory", dir, e))
+    }
+
+    fn encode_body(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::new());
+        w.u64(self.log_id);
+        w.u32(self.applied.len() as u32);
+        for lsn in &self.applied {
+            w.u64(lsn.0);
+        }
+        let chats: BTreeMap<&ChatId, &Chat> = self.chats.iter().collect();
+        w.u64(chats.len() as u64);
+        for (id, chat) in chats {
+            w.u128(id.to_u128());
+            w.u64(chat.head);
+            w.u64(chat.ttl_ms);
+            w.u32(chat.runs.len() as u32);
+            for run in &chat.runs {
+                for value in [
+                    run.first_seq,
+                    run.last_seq,
+                    run.first_ts,
+                    run.segment,
+                    run.offset,
+                ] {
+                    w.u64(value);
+                }
+            }
+            w.u32(chat.deleted.len() as u32);
+            for seq in &chat.deleted {
+                w.u64(*seq);
+            }
+            match &chat.members {
+                None => w.u8(0),
+                Some(members) => {
+                    w.u8(1);
+                    w.u32(members.len() as u32);
+                    for (user, role) in members {
+                        w.u64(user.0);
+                        w.u8(matches!(role, Role::Admin) as u8);
+                    }
+                }
+            }
+        }
+        let users: BTreeMap<&UserId, &User> = self.users.iter().collect();
+        w.u64(users.len() as u64);
+        for (id, user) in users {
+            w.u64(id.0);
+            w.u32(user.chats.len() as u32);
+            for chat in &user.chats {
+                w.u128(chat.to_u128());
+            }
+            w.watermarks(&user.read);
+            w.u32(user.delivered.len() as u32);
+            for (device, watermarks) in &user.delivered {
+                w.u32(device.0);
+                w.watermarks(watermarks);
+            }
+        }
+        w.0
+    }
+}
+
+fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Loads the checkpoint in `dir`: `None` if there is none, `BadCheckpoint` if it fails any check.
+fn load(log: &Log, dir: &Path) -> Result<Option<Index>> {
+    let storage = log.storage();
+    let path = dir.join(FILE);
+    if !storage.exists(&path).map_err(|e| io("stat", &path, e))? {
+        return Ok(None);
+    }
+    let bad = |reason| Error::BadCheckpoint {
+        file: path.clone(),
+        reason,
+    };
+    let file = storage
+        .open(&path, false)
+        .map_err(|e| io("open", &path, e))?;
+    let len = file.len().map_err(|e| io("stat", &path, e))?;
+    if len < HEADER_LEN as u64 {
+        return Err(bad("shorter than its header"));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(|e| io("read", &path, e))?;
+    if bytes[..8] != MAGIC {
+        return Err(bad("bad magic"));
+    }
+    if u16::from_le_bytes([bytes[8], bytes[9]]) != CHECKPOINT_VERSION {
+        return Err(bad("unsupported checkpoint version"));
+    }
+    let crc = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
+    let body_len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+    let body = &bytes[HEADER_LEN..];
+    if body.len() as u64 != body_len {
+        return Err(bad("length does not match the file"));
+    }
+    if crc32fast::hash(body) != crc || bytes[10..12] != [0, 0] {
+        return Err(bad("checksum mismatch"));
+    }
+    let index = decode_body(body).ok_or_else(|| bad("body does not decode"))?;
+    if index.log_id != log.id() {
+        return Err(bad("written for another log"));
+    }
+    if index.applied.len() != log.shard_count() as usize {
+        return Err(bad("shard count differs from the log's"));
+    }
+    for (shard, applied) in index.applied.iter().enumerate() {
+        // A checkpoint ahead of the log reflects records the log no longer holds (a power cut
+        // under a lax durability level): trusting it would show messages that do not exist.
+        if *applied > log.head(ShardId(shard as u32))? {
+            return Err(bad("ahead of the log"));
+        }
+    }
+    Ok(Some(index))
+}
+
+fn decode_body(body: &[u8]) -> Option<Index> {
+    let mut r = Reader(body);
+    let log_id = r.u64()?;
+    let shards = r.count(8)?;
+    let applied = (0..shards)
+        .map(|_| r.u64().map(Lsn))
+        .collect::<Option<Vec<_>>>()?;
+    let mut chats = HashMap::new();
+    for _ in 0..r.count64(16)? {
+        let id = ChatId::from_u128(r.u128()?);
+        let head = r.u64()?;
+        let ttl_ms = r.u64()?;
+        let mut runs = Vec::new();
+        for _ in 0..r.count(40)? {
+            let [first_seq, last_seq, first_ts, segment, offset] =
+                [r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?];
+            if first_seq > last_seq || last_seq > head {
+                return None;
+            }
+            runs.push(Run {
+                first_seq,
+                last_seq,
+                first_ts,
+                segment,
+                offset,
+            });
+        }
+        let deleted = (0..r.count(8)?)
+            .map(|_| r.u64())
+            .collect::<Option<Vec<_>>>()?;
+        let members = match r.u8()? {
+            0 => None,
+            1 => {
+                let mut members = BTreeMap::new();
+                for _ in 0..r.count(9)? {
+                    let user = UserId(r.u64()?);
+                    let role = match r.u8()? {
+                        0 => Role::Member,
+                        1 => Role::Admin,
+                        _ => return None,
+                    };
+                    members.insert(user, role);
+                }
+                Some(members)
+            }
+            _ => return None,
+        };
+        chats.insert(
+            id,
+            Chat {
+                head,
+                runs,
+                deleted,
+                ttl_ms,
+                members,
+            },
+        );
+    }
+    let mut users = HashMap::new();
+    for _ in 0..r.count64(8)? {
+        let id = UserId(r.u64()?);
+        let mut user = User::default();
+        for _ in 0..r.count(16)? {
+            user.chats.insert(ChatId::from_u128(r.u128()?));
+        }
+        user.read = r.watermarks()?;
+        for _ in 0..r.count(8)? {
+            let device = DeviceId(r.u32()?);
+            user.delivered.insert(device, r.watermarks()?);
+        }
+        users.insert(id, user);
+    }
+    r.0.is_empty().then_some(Index {
+        log_id,
+        applied,
+        chats,
+        users,
+    })
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u128(&mut self, v: u128) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn watermarks(&mut self, map: &HashMap<ChatId, u64>) {
+        let sorted: BTreeMap<&ChatId, &u64> = map.iter().collect();
+        self.u32(sorted.len() as u32);
+        for (chat, seq) in sorted {
+            self.u128(chat.to_u128());
+            self.u64(*seq);
+        }
+    }
+}
+
+/// Reads the body with a bound check on every field; counts are checked against the bytes left
+/// (each element takes at least `min_bytes`), so a corrupt count cannot make a huge allocation.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|b| b[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_le_bytes)
+    }
+    fn u128(&mut self) -> Option<u128> {
+        self.take().map(u128::from_le_bytes)
+    }
+    fn count(&mut self, min_bytes: usize) -> Option<usize> {
+        let n = self.u32()? as usize;
+        (n.checked_mul(min_bytes)? <= self.0.len()).then_some(n)
+    }
+    fn count64(&mut self, min_bytes: usize) -> Option<usize> {
+        let n = usize::try_from(self.u64()?).ok()?;
+        (n.checked_mul(min_bytes)? <= self.0.len()).then_some(n)
+    }
+    fn watermarks(&mut self) -> Option<HashMap<ChatId, u64>> {
+        (0..self.count(24)?)
+            .map(|_| Some((ChatId::from_u128(self.u128()?), self.u64()?)))
+            .collect()
+    }
+}

@@ -1,0 +1,605 @@
+//! The index: applies log records in LSN order and answers queries by reading a handful of
+//! batches back from the log.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use missive_log::{
+    BatchPos, ChatId, DecodedBatch, DeviceId, Entry, Log, Lsn, RecordKind, Seq, ShardId, Timestamp,
+    UserId,
+};
+
+use crate::chat::{Chat, Role};
+use crate::codec::{GroupChange, GroupOp, Message, Payload, ReceiptKind};
+use crate::error::{Error, Result};
+
+/// One user's receipts and chats.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct User {
+    /// The chats the user is in: 1:1 chats with messages, groups while a member.
+    pub(crate) chats: BTreeSet<ChatId>,
+    /// Per chat, the read watermark.
+    pub(crate) read: HashMap<ChatId, u64>,
+    /// Per device, per chat, the delivered watermark.
+    pub(crate) delivered: BTreeMap<DeviceId, HashMap<ChatId, u64>>,
+}
+
+/// A message as a query returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageView {
+    /// Its log position.
+    pub lsn: Lsn,
+    /// Server time it was stored.
+    pub timestamp: Timestamp,
+    /// Deleted for everyone: media and body are empty.
+    pub deleted: bool,
+    /// The message (its `seq` names it within the chat).
+    pub message: Message,
+}
+
+/// A chat holding messages a device has not received yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InboxEntry {
+    /// The chat.
+    pub chat: ChatId,
+    /// Everything up to here was delivered to the device.
+    pub delivered: Seq,
+    /// The chat's newest message.
+    pub head: Seq,
+}
+
+/// The state of one message for one recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Status {
+    /// Stored, not yet on any of the recipient's devices.
+    Sent,
+    /// On at least one of the recipient's devices.
+    Delivered,
+    /// Read by the recipient.
+    Read,
+}
+
+/// How far a message got among a chat's recipients (everyone but its sender).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceiptCounts {
+    /// Recipients.
+    pub recipients: u32,
+    /// Of them, with the message on a device.
+    pub delivered: u32,
+    /// Of them, who read it.
+    pub read: u32,
+}
+
+/// The indexes over one log. See the [crate documentation](crate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Index {
+    pub(crate) log_id: u64,
+    /// Per shard, the next LSN to apply.
+    pub(crate) applied: Vec<Lsn>,
+    pub(crate) chats: HashMap<ChatId, Chat>,
+    pub(crate) users: HashMap<UserId, User>,
+}
+
+/// Which way a scan walks a chat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    Forward,
+    Backward,
+}
+
+impl Index {
+    /// An empty index for `log`, with nothing applied.
+    pub fn empty(log: &Log) -> Index {
+        Index {
+            log_id: log.id(),
+            applied: vec![Lsn::FIRST; log.shard_count() as usize],
+            chats: HashMap::new(),
+            users: HashMap::new(),
+        }
+    }
+
+    /// Per shard, the next LSN the index will apply: it reflects everything before.
+    pub fn applied(&self) -> &[Lsn] {
+        &self.applied
+    }
+
+    /// Applies every record of `log` after what the index reflects. Returns the records applied.
+    pub fn catch_up(&mut self, log: &Log) -> Result<u64> {
+        let mut applied = 0;
+        for shard in 0..log.shard_count() {
+            let from = self.applied[shard as usize];
+            for batch in log.batches_from(ShardId(shard), from)? {
+                let (pos, batch) = batch?;
+                applied += self.apply_batch(pos, &batch)?;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Applies one batch read from the log; records already applied are skipped. Returns the
+    /// records applied.
+    pub fn apply_batch(&mut self, pos: BatchPos, batch: &DecodedBatch) -> Result<u64> {
+        let shard = pos.shard.0 as usize;
+        let mut applied = 0;
+        for entry in batch.entries() {
+            if entry.lsn < self.applied[shard] {
+                continue;
+            }
+            self.apply(pos, &entry)?;
+            self.applied[shard] = Lsn(entry.lsn.0 + 1);
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    fn apply(&mut self, pos: BatchPos, entry: &Entry) -> Result<()> {
+        let record = &entry.record;
+        let bad = |reason| Error::BadRecord {
+            shard: pos.shard.0,
+            lsn: entry.lsn.0,
+            reason,
+        };
+        let payload =
+            Payload::decode(record.kind, &record.payload).ok_or(bad("malformed payload"))?;
+        let chat_id = record.chat;
+        match payload {
+            Payload::Message(message) => {
+                let chat = self.chats.entry(chat_id).or_default();
+                let seq = message.seq.0;
+                // After retention, a rebuild may first see a later seq; otherwise seqs are dense.
+                let dense = chat.head == 0 || seq == chat.head + 1;
+                if seq <= chat.head || !dense {
+                    return Err(Error::SeqOutOfOrder {
+                        chat: chat_id.to_u128(),
+                        seq,
+                        head: chat.head,
+                    });
+                }
+                chat.push(seq, record.timestamp.0, pos);
+                if let Some((a, b)) = chat_id.direct_users() {
+                    for user in [a, b] {
+                        self.users.entry(user).or_default().chats.insert(chat_id);
+                    }
+                }
+                // Sending implies having read (and, on the sending device, received) the chat
+                // up to one's own message.
+                let sender = self.users.entry(message.sender).or_default();
+                raise(sender.read.entry(chat_id).or_default(), seq);
+                let device = sender.delivered.entry(message.sender_device).or_default();
+                raise(device.entry(chat_id).or_default(), seq);
+            }
+            Payload::Receipt(receipt) => {
+                let head = self.chats.get(&chat_id).map_or(0, |chat| chat.head);
+                let up_to = receipt.up_to.0.min(head);
+                let user = self.users.entry(receipt.user).or_default();
+                let device = user.delivered.entry(receipt.device).or_default();
+                raise(device.entry(chat_id).or_default(), up_to);
+                if receipt.kind == ReceiptKind::Read {
+                    raise(user.read.entry(chat_id).or_default(), up_to);
+                }
+            }
+            Payload::Tombstone(tombstone) => {
+                self.chats
+                    .entry(chat_id)
+                    .or_default()
+                    .mark_deleted(tombstone.seq.0);
+            }
+            Payload::Expiry(expiry) => {
+                self.chats.entry(chat_id).or_default().ttl_ms = expiry.ttl_ms;
+            }
+            Payload::GroupChange(change) => self.apply_group_change(chat_id, &change),
+        }
+        Ok(())
+    }
+
+    fn apply_group_change(&mut self, chat_id: ChatId, change: &GroupChange) {
+        let chat = self.chats.entry(chat_id).or_default();
+        let members = chat.members.get_or_insert_with(BTreeMap::new);
+        let mut joined = Vec::new();
+        let mut left = Vec::new();
+        match change.op {
+            GroupOp::Create => {
+                members.insert(change.by, Role::Admin);
+                joined.push(change.by);
+                for user in &change.users {
+                    members.entry(*user).or_insert(Role::Member);
+                    joined.push(*user);
+                }
+            }
+            GroupOp::Add => {
+                for user in &change.users {
+                    members.entry(*user).or_insert(Role::Member);
+                    joined.push(*user);
+                }
+            }
+            GroupOp::Remove => {
+                for user in &change.users {
+                    if members.remove(user).is_some() {
+                        left.push(*user);
+                    }
+                }
+            }
+            GroupOp::Promote | GroupOp::Demote => {
+                let role = if change.op == GroupOp::Promote {
+                    Role::Admin
+                } else {
+                    Role::Member
+                };
+                for user in &change.users {
+                    if let Some(current) = members.get_mut(user) {
+                        *current = role;
+                    }
+                }
+            }
+        }
+        for user in joined {
+            self.users.entry(user).or_default().chats.insert(chat_id);
+        }
+        for user in left {
+            if let Some(state) = self.users.get_mut(&user) {
+                state.chats.remove(&chat_id);
+            }
+        }
+    }
+
+    /// Applies retention to the log and the index together: checkpoints the index first (so
+    /// the state carried by every record about to go — group members, watermarks, heads — is
+    /// durable elsewhere), then deletes the log segments whose window ended by `cutoff`, then
+    /// drops the runs that pointed into them. Returns the segments removed.
+    ///
+    /// Always retain through here rather than [`Log::retain`] directly: a checkpoint older than
+    /// removed records could not be replayed up to date.
+    pub fn retain(&mut self, log: &Log, dir: &std::path::Path, cutoff: Timestamp) -> Result<usize> {
+        self.catch_up(log)?;
+        self.checkpoint(log, dir)?;
+        let removed = log.retain(cutoff)?.segments_removed;
+        self.prune_removed(log)?;
+        Ok(removed)
+    }
+
+    /// Drops what points into segments retention removed. Returns the runs dropped.
+    pub(crate) fn prune_removed(&mut self, log: &Log) -> Result<usize> {
+        let mut live: Vec<BTreeSet<u64>> = Vec::with_capacity(log.shard_count() as usize);
+        for shard in 0..log.shard_count() {
+            live.push(
+                log.segments(ShardId(shard))?
+                    .iter()
+                    .map(|s| s.first_lsn)
+                    .collect(),
+            );
+        }
+        let mut dropped = 0;
+        for (chat_id, chat) in &mut self.chats {
+            let shard = log.shard_of(*chat_id).0 as usize;
+            let before = chat.runs.len();
+            chat.runs.retain(|run| live[shard].contains(&run.segment));
+            dropped += before - chat.runs.len();
+        }
+        Ok(dropped)
+    }
+
+    // ---- queries -------------------------------------------------------------------------
+
+    /// The chat's newest message's seq (0: none).
+    pub fn head(&self, chat: ChatId) -> Seq {
+        Seq(self.chats.get(&chat).map_or(0, |c| c.head))
+    }
+
+    /// The chat's disappearing-messages setting (0: off).
+    pub fn chat_ttl_ms(&self, chat: ChatId) -> u64 {
+        self.chats.get(&chat).map_or(0, |c| c.ttl_ms)
+    }
+
+    /// A group's members and roles (`None` for a chat that is not a group).
+    pub fn members(&self, chat: ChatId) -> Option<&BTreeMap<UserId, Role>> {
+        self.chats.get(&chat)?.members.as_ref()
+    }
+
+    /// The chats a user is in.
+    pub fn chats_of(&self, user: UserId) -> impl Iterator<Item = ChatId> + '_ {
+        self.users
+            .get(&user)
+            .into_iter()
+            .flat_map(|u| u.chats.iter().copied())
+    }
+
+    /// The message at `seq`, unless it never existed, expired or its segment was removed.
+    pub fn message(
+        &self,
+        log: &Log,
+        chat: ChatId,
+        seq: Seq,
+        now: Timestamp,
+    ) -> Result<Option<MessageView>> {
+        Ok(self
+            .scan(log, chat, seq.0, seq.0, 1, Direction::Forward, now)?
+            .pop())
+    }
+
+    /// The newest `n` messages, oldest first.
+    pub fn latest(
+        &self,
+        log: &Log,
+        chat: ChatId,
+        n: usize,
+        now: Timestamp,
+    ) -> Result<Vec<MessageView>> {
+        self.scan(log, chat, 1, u64::MAX, n, Direction::Backward, now)
+    }
+
+    /// Up to `n` messages before `seq`, oldest first.
+    pub fn before(
+        &self,
+        log: &Log,
+        chat: ChatId,
+        seq: Seq,
+        n: usize,
+        now: Timestamp,
+    ) -> Result<Vec<MessageView>> {
+        if seq.0 <= 1 {
+            return Ok(Vec::new());
+        }
+        self.scan(log, chat, 1, seq.0 - 1, n, Direction::Backward, now)
+    }
+
+    /// Up to `n` messages after `seq`, oldest first.
+    pub fn after(
+        &self,
+        log: &Log,
+        chat: ChatId,
+        seq: Seq,
+        n: usize,
+        now: Timestamp,
+    ) -> Result<Vec<MessageView>> {
+        self.scan(
+            log,
+            chat,
+            seq.0.saturating_add(1),
+            u64::MAX,
+            n,
+            Direction::Forward,
+            now,
+        )
+    }
+
+    /// Up to `n` messages around time `t`: half stored before it, the rest at or after it,
+    /// oldest first. Finds its place through the runs' first timestamps (the sparse time index)
+    /// and a batch or two.
+    pub fn around(
+        &self,
+        log: &Log,
+        chat: ChatId,
+        t: Timestamp,
+        n: usize,
+        now: Timestamp,
+    ) -> Result<Vec<MessageView>> {
+        let pivot = self.first_at_or_after(log, chat, t)?;
+        let mut out = self.before(log, chat, Seq(pivot), n / 2, now)?;
+        let rest = n - out.len();
+        out.extend(self.scan(log, chat, pivot, u64::MAX, rest, Direction::Forward, now)?);
+        Ok(out)
+    }
+
+    /// The seq of the chat's first message stored at or after `t` (head + 1 if none).
+    fn first_at_or_after(&self, log: &Log, chat: ChatId, t: Timestamp) -> Result<u64> {
+        let Some(state) = self.chats.get(&chat) else {
+            return Ok(1);
+        };
+        // Timestamps never go backwards within a chat, so the last run starting at or before
+        // `t` holds the answer, or the run after it starts with it.
+        let start = state
+            .runs
+            .partition_point(|run| run.first_ts <= t.0)
+            .saturating_sub(1);
+        for run in &state.runs[start..] {
+            let found = self.scan(
+                log,
+                chat,
+                run.first_seq,
+                run.last_seq,
+                usize::MAX,
+                Direction::Forward,
+                Timestamp(0),
+            )?;
+            if let Some(message) = found.iter().find(|m| m.timestamp >= t) {
+                return Ok(message.message.seq.0);
+            }
+        }
+        Ok(state.head + 1)
+    }
+
+    /// Walks the chat's runs that meet `[low, high]` in `direction`, reading one batch per run,
+    /// until `limit` live messages are found. Returns them oldest first.
+    #[allow(clippy::too_many_arguments)]
+    fn scan(
+        &self,
+        log: &Log,
+        chat: ChatId,
+        low: u64,
+        high: u64,
+        limit: usize,
+        direction: Direction,
+        now: Timestamp,
+    ) -> Result<Vec<MessageView>> {
+        let mut out = Vec::new();
+        let Some(state) = self.chats.get(&chat) else {
+            return Ok(out);
+        };
+        if limit == 0 || low > high || state.runs.is_empty() {
+            return Ok(out);
+        }
+        let shard = log.shard_of(chat);
+        let first = state.runs.partition_point(|run| run.last_seq < low);
+        let last = state.runs.partition_point(|run| run.first_seq <= high);
+        let runs = &state.runs[first..last];
+        let ordered: Box<dyn Iterator<Item = _>> = match direction {
+            Direction::Forward => Box::new(runs.iter()),
+            Direction::Backward => Box::new(runs.iter().rev()),
+        };
+        for run in ordered {
+            let batch = match log.read_batch(run.pos(shard)) {
+                Ok(batch) => batch,
+                // Retention removed the segment: its messages are gone.
+                Err(missive_log::Error::NotFound { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            };
+            let mut found: Vec<MessageView> = batch
+                .entries()
+                .filter(|e| e.record.chat == chat && e.record.kind == RecordKind::Message)
+                .filter_map(|e| view(state, e, now))
+                .filter(|m| (low..=high).contains(&m.message.seq.0))
+                .collect();
+            if direction == Direction::Backward {
+                found.reverse();
+            }
+            for message in found {
+                out.push(message);
+                if out.len() == limit {
+                    break;
+                }
+            }
+            if out.len() == limit {
+                break;
+            }
+        }
+        if direction == Direction::Backward {
+            out.reverse();
+        }
+        Ok(out)
+    }
+
+    /// The chats holding messages `device` of `user` has not received, oldest chat id first.
+    pub fn inbox(&self, user: UserId, device: DeviceId) -> Vec<InboxEntry> {
+        let Some(state) = self.users.get(&user) else {
+            return Vec::new();
+        };
+        let delivered = state.delivered.get(&device);
+        state
+            .chats
+            .iter()
+            .filter_map(|chat| {
+                let head = self.chats.get(chat).map_or(0, |c| c.head);
+                let done = delivered.and_then(|d| d.get(chat)).copied().unwrap_or(0);
+                (head > done).then_some(InboxEntry {
+                    chat: *chat,
+                    delivered: Seq(done),
+                    head: Seq(head),
+                })
+            })
+            .collect()
+    }
+
+    /// Up to `limit` messages `device` of `user` has not received, chat by chat.
+    pub fn pending(
+        &self,
+        log: &Log,
+        user: UserId,
+        device: DeviceId,
+        limit: usize,
+        now: Timestamp,
+    ) -> Result<Vec<(ChatId, MessageView)>> {
+        let mut out = Vec::new();
+        for entry in self.inbox(user, device) {
+            if out.len() >= limit {
+                break;
+            }
+            let messages = self.after(log, entry.chat, entry.delivered, limit - out.len(), now)?;
+            out.extend(messages.into_iter().map(|m| (entry.chat, m)));
+        }
+        Ok(out)
+    }
+
+    /// The user's read watermark in a chat.
+    pub fn read_up_to(&self, user: UserId, chat: ChatId) -> Seq {
+        Seq(self
+            .users
+            .get(&user)
+            .and_then(|u| u.read.get(&chat))
+            .copied()
+            .unwrap_or(0))
+    }
+
+    /// The device's delivered watermark in a chat.
+    pub fn delivered_up_to(&self, user: UserId, device: DeviceId, chat: ChatId) -> Seq {
+        let watermark = self
+            .users
+            .get(&user)
+            .and_then(|u| u.delivered.get(&device)?.get(&chat).copied());
+        Seq(watermark.unwrap_or(0))
+    }
+
+    /// Messages in the chat the user has not read: head − read watermark. The user's own
+    /// messages never count: sending one moves the sender's read watermark to it.
+    pub fn unread(&self, user: UserId, chat: ChatId) -> u64 {
+        self.head(chat)
+            .0
+            .saturating_sub(self.read_up_to(user, chat).0)
+    }
+
+    /// The state of message `seq` for `recipient`, by comparing watermarks with the seq.
+    pub fn status(&self, recipient: UserId, chat: ChatId, seq: Seq) -> Status {
+        let Some(user) = self.users.get(&recipient) else {
+            return Status::Sent;
+        };
+        if user.read.get(&chat).is_some_and(|&read| read >= seq.0) {
+            Status::Read
+        } else if user
+            .delivered
+            .values()
+            .any(|d| d.get(&chat).is_some_and(|&w| w >= seq.0))
+        {
+            Status::Delivered
+        } else {
+            Status::Sent
+        }
+    }
+
+    /// How far message `seq` (sent by `sender`) got among the chat's other members: "delivered
+    /// to k of n, read by j of n". For a group, the current members; for a 1:1 chat, the other user.
+    pub fn receipt_counts(&self, chat: ChatId, seq: Seq, sender: UserId) -> ReceiptCounts {
+        let recipients: Vec<UserId> = match (chat.direct_users(), self.members(chat)) {
+            (Some((a, b)), _) => vec![if a == sender { b } else { a }],
+            (None, Some(members)) => members.keys().copied().filter(|u| *u != sender).collect(),
+            (None, None) => Vec::new(),
+        };
+        let mut counts = ReceiptCounts {
+            recipients: recipients.len() as u32,
+            ..ReceiptCounts::default()
+        };
+        for user in recipients {
+            match self.status(user, chat, seq) {
+                Status::Read => {
+                    counts.read += 1;
+                    counts.delivered += 1;
+                }
+                Status::Delivered => counts.delivered += 1,
+                Status::Sent => {}
+            }
+        }
+        counts
+    }
+}
+
+/// Moves a watermark forward, never back.
+fn raise(watermark: &mut u64, to: u64) {
+    *watermark = (*watermark).max(to);
+}
+
+/// A stored message as queries show it, unless it has expired at `now`.
+fn view(chat: &Chat, entry: Entry, now: Timestamp) -> Option<MessageView> {
+    let mut message = Message::decode(&entry.record.payload)?;
+    let timestamp = entry.record.timestamp;
+    if message.ttl_ms > 0 && timestamp.0.saturating_add(message.ttl_ms) <= now.0 {
+        return None;
+    }
+    let deleted = chat.is_deleted(message.seq.0);
+    if deleted {
+        message.media = bytes::Bytes::new();
+        message.body = bytes::Bytes::new();
+    }
+    Some(MessageView {
+        lsn: entry.lsn,
+        timestamp,
+        deleted,
+        message,
+    })
+}
