@@ -14,6 +14,10 @@ pub(crate) struct Run {
     pub(crate) first_ts: u64,
     pub(crate) segment: u64,
     pub(crate) offset: u64,
+    /// The LSN of the run's first message and where it starts in the batch's decoded body: a
+    /// read starts there instead of walking the records of other chats before it.
+    pub(crate) first_lsn: u64,
+    pub(crate) body_offset: u32,
 }
 
 impl Run {
@@ -52,7 +56,7 @@ pub(crate) struct Chat {
 
 impl Chat {
     /// Records that message `seq` (timestamp `ts`) is in the batch at `pos`.
-    pub(crate) fn push(&mut self, seq: u64, ts: u64, pos: BatchPos) {
+    pub(crate) fn push(&mut self, seq: u64, ts: u64, pos: BatchPos, lsn: u64, body_offset: usize) {
         debug_assert!(seq > self.head);
         self.head = seq;
         if let Some(last) = self.runs.last_mut()
@@ -67,6 +71,8 @@ impl Chat {
             first_ts: ts,
             segment: pos.segment,
             offset: pos.offset,
+            first_lsn: lsn,
+            body_offset: body_offset as u32,
         });
     }
 

@@ -14,11 +14,12 @@
 //!
 //! Body: log id (8), shard count (4), per shard the next LSN to apply (8 each); chat count (8)
 //! and per chat: id (16), head (8), TTL (8), run count (4) and runs (first seq, last seq, first
-//! timestamp, segment, offset: 8 each), deleted count (4) and seqs (8 each), a member flag (1)
-//! and, for a group, member count (4) and members (user 8, role 1); user count (8) and per user:
-//! id (8), chat count (4) and ids (16 each), read count (4) and (chat 16, seq 8) pairs, device
-//! count (4) and per device: id (4), count (4) and (chat 16, seq 8) pairs. Maps are written in
-//! key order, so equal indexes give equal files.
+//! timestamp, segment, offset, first LSN: 8 each; offset in the decoded body: 4), deleted
+//! count (4) and seqs (8 each), a member flag (1) and, for a group, member count (4) and
+//! members (user 8, role 1); user count (8) and per user: id (8), chat count (4) and ids (16
+//! each), read count (4) and (chat 16, seq 8) pairs, device count (4) and per device: id (4),
+//! count (4) and (chat 16, seq 8) pairs. Maps are written in key order, so equal indexes give
+//! equal files.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -127,9 +128,11 @@ impl Index {
                     run.first_ts,
                     run.segment,
                     run.offset,
+                    run.first_lsn,
                 ] {
                     w.u64(value);
                 }
+                w.u32(run.body_offset);
             }
             w.u32(chat.deleted.len() as u32);
             for seq in &chat.deleted {
@@ -240,9 +243,10 @@ fn decode_body(body: &[u8]) -> Option<Index> {
         let head = r.u64()?;
         let ttl_ms = r.u64()?;
         let mut runs = Vec::new();
-        for _ in 0..r.count(40)? {
-            let [first_seq, last_seq, first_ts, segment, offset] =
-                [r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?];
+        for _ in 0..r.count(52)? {
+            let [first_seq, last_seq, first_ts, segment, offset, first_lsn] =
+                [r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?];
+            let body_offset = r.u32()?;
             if first_seq > last_seq || last_seq > head {
                 return None;
             }
@@ -252,6 +256,8 @@ fn decode_body(body: &[u8]) -> Option<Index> {
                 first_ts,
                 segment,
                 offset,
+                first_lsn,
+                body_offset,
             });
         }
         let deleted = (0..r.count(8)?)

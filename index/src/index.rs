@@ -120,18 +120,21 @@ impl Index {
     pub fn apply_batch(&mut self, pos: BatchPos, batch: &DecodedBatch) -> Result<u64> {
         let shard = pos.shard.0 as usize;
         let mut applied = 0;
-        for entry in batch.entries() {
+        let mut entries = batch.entries();
+        loop {
+            let body_offset = entries.body_offset();
+            let Some(entry) = entries.next() else { break };
             if entry.lsn < self.applied[shard] {
                 continue;
             }
-            self.apply(pos, &entry)?;
+            self.apply(pos, body_offset, &entry)?;
             self.applied[shard] = Lsn(entry.lsn.0 + 1);
             applied += 1;
         }
         Ok(applied)
     }
 
-    fn apply(&mut self, pos: BatchPos, entry: &Entry) -> Result<()> {
+    fn apply(&mut self, pos: BatchPos, body_offset: usize, entry: &Entry) -> Result<()> {
         let record = &entry.record;
         let bad = |reason| Error::BadRecord {
             shard: pos.shard.0,
@@ -154,7 +157,7 @@ impl Index {
                         head: chat.head,
                     });
                 }
-                chat.push(seq, record.timestamp.0, pos);
+                chat.push(seq, record.timestamp.0, pos, entry.lsn.0, body_offset);
                 if let Some((a, b)) = chat_id.direct_users() {
                     for user in [a, b] {
                         self.users.entry(user).or_default().chats.insert(chat_id);
@@ -442,12 +445,23 @@ impl Index {
                 Err(missive_log::Error::NotFound { .. }) => continue,
                 Err(error) => return Err(error.into()),
             };
-            let mut found: Vec<MessageView> = batch
-                .entries()
-                .filter(|e| e.record.chat == chat && e.record.kind == RecordKind::Message)
-                .filter_map(|e| view(state, e, now))
-                .filter(|m| (low..=high).contains(&m.message.seq.0))
-                .collect();
+            let mut found = Vec::new();
+            for entry in batch.entries_from(run.body_offset as usize, Lsn(run.first_lsn)) {
+                if entry.record.chat != chat || entry.record.kind != RecordKind::Message {
+                    continue;
+                }
+                let Some(seq) = Message::peek_seq(&entry.record.payload).map(|seq| seq.0) else {
+                    continue;
+                };
+                if (low..=high).contains(&seq)
+                    && let Some(message) = view(state, entry, now)
+                {
+                    found.push(message);
+                }
+                if seq >= run.last_seq {
+                    break;
+                }
+            }
             if direction == Direction::Backward {
                 found.reverse();
             }

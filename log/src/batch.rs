@@ -309,6 +309,50 @@ impl DecodedBatch {
             left: self.header.count,
         }
     }
+
+    /// The batch's records from the one at `body_offset` (as [`Entries::body_offset`] reported
+    /// it), whose LSN is `lsn`: a reader that remembered where a record is skips the ones before.
+    /// An offset or LSN outside the batch gives no records.
+    pub fn entries_from(&self, body_offset: usize, lsn: Lsn) -> Entries {
+        let index = lsn.0.checked_sub(self.header.first_lsn.0);
+        let left = match index {
+            Some(index)
+                if index < u64::from(self.header.count) && body_offset < self.body.len() =>
+            {
+                self.header.count - index as u32
+            }
+            _ => 0,
+        };
+        Entries {
+            body: self.body.clone(),
+            at: body_offset,
+            lsn,
+            left,
+        }
+    }
+}
+
+/// Decodes a batch that was verified before (its bytes cannot have changed since: a sealed
+/// segment, or the acknowledged prefix of the active one): no checksum, no record walk.
+pub(crate) fn decode_verified(bytes: &Bytes) -> Result<DecodedBatch, CorruptKind> {
+    let header = parse_header(bytes)?;
+    let end = BATCH_HEADER_LEN + header.body_len as usize;
+    if bytes.len() < end {
+        return Err(CorruptKind::Truncated);
+    }
+    let body = match header.codec {
+        Codec::None => bytes.slice(BATCH_HEADER_LEN..end),
+        Codec::Lz4 => decompress(&header, &bytes[BATCH_HEADER_LEN..end])?,
+    };
+    Ok(DecodedBatch { header, body })
+}
+
+fn decompress(header: &BatchHeader, compressed: &[u8]) -> Result<Bytes, CorruptKind> {
+    let mut raw = vec![0u8; header.raw_len as usize];
+    match lz4_flex::block::decompress_into(compressed, &mut raw) {
+        Ok(n) if n == raw.len() => Ok(Bytes::from(raw)),
+        _ => Err(CorruptKind::BadRecords),
+    }
 }
 
 /// Verifies and decodes one batch from `bytes`, which starts at the batch header; bytes past the
@@ -333,13 +377,7 @@ pub fn decode_batch(bytes: &Bytes, place: BatchPlace) -> Result<DecodedBatch, Co
     }
     let body = match header.codec {
         Codec::None => bytes.slice(BATCH_HEADER_LEN..end),
-        Codec::Lz4 => {
-            let mut raw = vec![0u8; header.raw_len as usize];
-            match lz4_flex::block::decompress_into(&bytes[BATCH_HEADER_LEN..end], &mut raw) {
-                Ok(n) if n == raw.len() => Bytes::from(raw),
-                _ => return Err(CorruptKind::BadRecords),
-            }
-        }
+        Codec::Lz4 => decompress(&header, &bytes[BATCH_HEADER_LEN..end])?,
     };
     validate_records(&header, &body)?;
     Ok(DecodedBatch { header, body })
@@ -383,6 +421,14 @@ pub struct Entries {
     left: u32,
 }
 
+impl Entries {
+    /// Where the next record starts in the batch's decoded body; with its LSN, enough for
+    /// [`DecodedBatch::entries_from`] to come back to it.
+    pub fn body_offset(&self) -> usize {
+        self.at
+    }
+}
+
 impl Iterator for Entries {
     type Item = crate::Entry;
 
@@ -391,13 +437,24 @@ impl Iterator for Entries {
         if self.left == 0 {
             return None;
         }
-        // The body was validated by `decode_batch`, so every index below is in bounds.
-        let fixed = &self.body[self.at..self.at + RECORD_HEADER_LEN];
-        let kind = RecordKind::from_tag(fixed[KIND]).expect("validated kind");
+        // The body was validated when the batch was first decoded, and sealed bytes never change;
+        // still, a record that does not fit ends the iteration rather than panicking.
+        let fixed = self.body.get(self.at..self.at + RECORD_HEADER_LEN)?;
+        let (Some(kind), Ok(chat)) = (
+            RecordKind::from_tag(fixed[KIND]),
+            fixed[CHAT..CHAT + 16].try_into(),
+        ) else {
+            self.left = 0;
+            return None;
+        };
+        let chat = u128::from_le_bytes(chat);
         let payload_len = u32_at(fixed, PAYLOAD_LEN) as usize;
-        let chat = u128::from_le_bytes(fixed[CHAT..CHAT + 16].try_into().expect("16 bytes"));
         let timestamp = Timestamp(u64_at(fixed, TIMESTAMP));
         let start = self.at + RECORD_HEADER_LEN;
+        if self.body.len() - start < payload_len {
+            self.left = 0;
+            return None;
+        }
         let payload = self.body.slice(start..start + payload_len);
         self.at = start + payload_len;
         let entry = crate::Entry {
@@ -604,6 +661,55 @@ mod tests {
             "{skipped}"
         );
         assert!(codecs[skipped..].iter().all(|&c| c == Codec::Lz4));
+    }
+
+    #[test]
+    fn entries_resume_at_a_remembered_record() {
+        let mut encoder = BatchEncoder::new();
+        let records: Vec<Record> = (0..5u8)
+            .map(|n| Record {
+                kind: RecordKind::Message,
+                chat: ChatId::group(u64::from(n)),
+                timestamp: Timestamp(1),
+                payload: Bytes::from(vec![n; usize::from(n) * 3]),
+            })
+            .collect();
+        let bytes = Bytes::copy_from_slice(encoder.encode(PLACE, Lsn(20), &records, false));
+        let batch = decode_batch(&bytes, PLACE).unwrap();
+        let mut entries = batch.entries();
+        let mut marks = Vec::new();
+        loop {
+            let offset = entries.body_offset();
+            let Some(entry) = entries.next() else { break };
+            marks.push((offset, entry));
+        }
+        for (offset, entry) in &marks {
+            let resumed: Vec<_> = batch.entries_from(*offset, entry.lsn).collect();
+            let expected: Vec<_> = marks
+                .iter()
+                .filter(|(_, e)| e.lsn >= entry.lsn)
+                .map(|(_, e)| e.clone())
+                .collect();
+            assert_eq!(resumed, expected);
+        }
+        assert_eq!(
+            batch.entries_from(0, Lsn(19)).count(),
+            0,
+            "an LSN before the batch"
+        );
+        assert_eq!(
+            batch.entries_from(0, Lsn(25)).count(),
+            0,
+            "an LSN after the batch"
+        );
+        // A verified batch decodes the same without the checks.
+        assert_eq!(
+            decode_verified(&bytes)
+                .unwrap()
+                .entries()
+                .collect::<Vec<_>>(),
+            batch.entries().collect::<Vec<_>>()
+        );
     }
 
     #[test]

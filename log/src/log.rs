@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
-use crate::batch::{DecodedBatch, Entries, decode_batch};
+use crate::batch::{DecodedBatch, Entries, decode_batch, decode_verified};
 use crate::error::{CorruptKind, Error, Result};
 use crate::ids::{Lsn, ShardId, Timestamp};
 use crate::limits::*;
@@ -468,11 +468,14 @@ impl Log {
             segment: pos.segment,
             offset: pos.offset,
         };
-        let segments = shard.segment_snapshot();
-        let segment = segments
-            .iter()
-            .find(|s| s.first_lsn == pos.segment)
-            .ok_or_else(not_found)?;
+        let segment = {
+            let segments = shard.segments.read();
+            let index = segments.partition_point(|s| s.first_lsn < pos.segment);
+            match segments.get(index) {
+                Some(segment) if segment.first_lsn == pos.segment => Arc::clone(segment),
+                _ => return Err(not_found()),
+            }
+        };
         // A position inside a batch or past the end names no batch: the caller's mistake, not
         // damage on disk.
         let mut ahead = ReadAhead::new(ReadAhead::SINGLE_BYTES);
@@ -487,14 +490,20 @@ impl Log {
             }
             Err(error) => return Err(error),
         };
-        decode_batch(&bytes, segment.place(shard.log_id, shard.id)).map_err(|kind| match kind {
+        let corrupt = |kind| match kind {
             CorruptKind::BadMagic => not_found(),
             kind => Error::Corrupt {
                 file: segment.path.clone(),
                 offset: pos.offset,
                 kind,
             },
-        })
+        };
+        if segment.is_verified(pos.offset) {
+            return decode_verified(&bytes).map_err(corrupt);
+        }
+        let batch = decode_batch(&bytes, segment.place(shard.log_id, shard.id)).map_err(corrupt)?;
+        segment.mark_verified(pos.offset);
+        Ok(batch)
     }
 
     /// Deletes every sealed segment whose time window ended at or before `cutoff`: whole files,

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use std::collections::HashSet;
+
+use parking_lot::{Mutex, RwLock};
 
 use crate::batch::{BATCH_HEADER_LEN, BatchHeader, BatchPlace, parse_header};
 use crate::error::{CorruptKind, Error, Result};
@@ -65,6 +67,9 @@ pub(crate) struct Segment {
     visible_len: AtomicU64,
     sealed: AtomicBool,
     map: Mutex<Option<Bytes>>,
+    /// Offsets of batches already verified in this process. Their bytes cannot change (sealed,
+    /// or below the active segment's acknowledged length), so random reads skip the checksum.
+    verified: RwLock<HashSet<u64>>,
 }
 
 impl Segment {
@@ -83,6 +88,7 @@ impl Segment {
             visible_len: AtomicU64::new(0),
             sealed: AtomicBool::new(true),
             map: Mutex::new(None),
+            verified: RwLock::new(HashSet::new()),
         }
     }
 
@@ -118,6 +124,14 @@ impl Segment {
             shard,
             segment: self.first_lsn,
         }
+    }
+
+    pub(crate) fn is_verified(&self, offset: u64) -> bool {
+        self.verified.read().contains(&offset)
+    }
+
+    pub(crate) fn mark_verified(&self, offset: u64) {
+        self.verified.write().insert(offset);
     }
 
     /// The end of the segment's time window: every record in it is older.
