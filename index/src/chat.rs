@@ -30,6 +30,15 @@ impl Run {
     }
 }
 
+/// A chat's messages in one sealed segment: their runs are in the segment's index file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SealedSpan {
+    pub(crate) segment: u64,
+    pub(crate) first_seq: u64,
+    pub(crate) last_seq: u64,
+    pub(crate) first_ts: u64,
+}
+
 /// A member's standing in a group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -44,7 +53,9 @@ pub enum Role {
 pub(crate) struct Chat {
     /// The last message's seq (0: none yet).
     pub(crate) head: u64,
-    /// Where its messages are, in seq order. Runs in segments retention removed are dropped.
+    /// Its messages in sealed segments, in seq order: one span per segment, the runs on disk.
+    pub(crate) sealed: Vec<SealedSpan>,
+    /// Where its messages in the shard's active segment are, in seq order.
     pub(crate) runs: Vec<Run>,
     /// Seqs deleted for everyone, sorted.
     pub(crate) deleted: Vec<u64>,

@@ -12,23 +12,26 @@
 //! | 16 | 8 | body length |
 //! | 24 | n | body |
 //!
-//! Body: log id (8), shard count (4), per shard the next LSN to apply (8 each); chat count (8)
-//! and per chat: id (16), head (8), TTL (8), run count (4) and runs (first seq, last seq, first
-//! timestamp, segment, offset, first LSN: 8 each; offset in the decoded body: 4), deleted
+//! Body: log id (8), shard count (4), per shard the next LSN to apply and the active segment (8
+//! each); chat count (8) and per chat: id (16), head (8), TTL (8), sealed-span count (4) and
+//! spans (segment, first seq, last seq, first timestamp: 8 each), active-run count (4) and runs
+//! (first seq, last seq, first timestamp, segment, offset, first LSN: 8 each; offset in the
+//! decoded body: 4), deleted
 //! count (4) and seqs (8 each), a member flag (1) and, for a group, member count (4) and
 //! members (user 8, role 1); user count (8) and per user: id (8), chat count (4) and ids (16
 //! each), read count (4) and (chat 16, seq 8) pairs, device count (4) and per device: id (4),
 //! count (4) and (chat 16, seq 8) pairs. Maps are written in key order, so equal indexes give
 //! equal files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use missive_log::{ChatId, DeviceId, Log, Lsn, ShardId, UserId};
 
-use crate::chat::{Chat, Role, Run};
+use crate::chat::{Chat, Role, Run, SealedSpan};
 use crate::error::{Error, Result};
 use crate::index::{Index, User};
+use crate::wire::{RUN_BYTES, Reader, Writer};
 
 /// The checkpoint format version this build writes and reads.
 pub const CHECKPOINT_VERSION: u16 = 1;
@@ -63,10 +66,10 @@ impl Index {
                 report.from_checkpoint = true;
                 index
             }
-            Ok(None) => Index::empty(log),
+            Ok(None) => Index::empty(log, dir),
             Err(Error::BadCheckpoint { reason, .. }) => {
                 report.rejected = Some(reason.to_owned());
-                Index::empty(log)
+                Index::empty(log, dir)
             }
             Err(error) => return Err(error),
         };
@@ -75,9 +78,9 @@ impl Index {
         Ok((index, report))
     }
 
-    /// Writes the index to `dir` atomically: temp file, fsync, rename, fsync the folder.
-    pub fn checkpoint(&self, log: &Log, dir: &Path) -> Result<()> {
-        let storage = log.storage();
+    /// Writes the index to its folder atomically: temp file, fsync, rename, fsync the folder.
+    pub fn checkpoint(&self) -> Result<()> {
+        let (storage, dir) = (&self.home.storage, &self.home.dir);
         let body = self.encode_body();
         let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
         bytes.extend_from_slice(&MAGIC);
@@ -111,8 +114,9 @@ impl Index {
         let mut w = Writer(Vec::new());
         w.u64(self.log_id);
         w.u32(self.applied.len() as u32);
-        for lsn in &self.applied {
+        for (lsn, active) in self.applied.iter().zip(&self.active) {
             w.u64(lsn.0);
+            w.u64(*active);
         }
         let chats: BTreeMap<&ChatId, &Chat> = self.chats.iter().collect();
         w.u64(chats.len() as u64);
@@ -120,19 +124,15 @@ impl Index {
             w.u128(id.to_u128());
             w.u64(chat.head);
             w.u64(chat.ttl_ms);
-            w.u32(chat.runs.len() as u32);
-            for run in &chat.runs {
-                for value in [
-                    run.first_seq,
-                    run.last_seq,
-                    run.first_ts,
-                    run.segment,
-                    run.offset,
-                    run.first_lsn,
-                ] {
+            w.u32(chat.sealed.len() as u32);
+            for span in &chat.sealed {
+                for value in [span.segment, span.first_seq, span.last_seq, span.first_ts] {
                     w.u64(value);
                 }
-                w.u32(run.body_offset);
+            }
+            w.u32(chat.runs.len() as u32);
+            for run in &chat.runs {
+                w.run(run);
             }
             w.u32(chat.deleted.len() as u32);
             for seq in &chat.deleted {
@@ -213,7 +213,8 @@ fn load(log: &Log, dir: &Path) -> Result<Option<Index>> {
     if crc32fast::hash(body) != crc || bytes[10..12] != [0, 0] {
         return Err(bad("checksum mismatch"));
     }
-    let index = decode_body(body).ok_or_else(|| bad("body does not decode"))?;
+    let mut index = Index::empty(log, dir);
+    decode_body(body, &mut index).ok_or_else(|| bad("body does not decode"))?;
     if index.log_id != log.id() {
         return Err(bad("written for another log"));
     }
@@ -230,35 +231,40 @@ fn load(log: &Log, dir: &Path) -> Result<Option<Index>> {
     Ok(Some(index))
 }
 
-fn decode_body(body: &[u8]) -> Option<Index> {
+/// Decodes a checkpoint body into `index` (whose folder and cache are already set).
+fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
     let mut r = Reader(body);
-    let log_id = r.u64()?;
-    let shards = r.count(8)?;
-    let applied = (0..shards)
-        .map(|_| r.u64().map(Lsn))
-        .collect::<Option<Vec<_>>>()?;
-    let mut chats = HashMap::new();
+    index.log_id = r.u64()?;
+    let shards = r.count(16)?;
+    index.applied.clear();
+    index.active.clear();
+    for _ in 0..shards {
+        index.applied.push(Lsn(r.u64()?));
+        index.active.push(r.u64()?);
+    }
+    index.chats.clear();
     for _ in 0..r.count64(16)? {
         let id = ChatId::from_u128(r.u128()?);
         let head = r.u64()?;
         let ttl_ms = r.u64()?;
-        let mut runs = Vec::new();
-        for _ in 0..r.count(52)? {
-            let [first_seq, last_seq, first_ts, segment, offset, first_lsn] =
-                [r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?];
-            let body_offset = r.u32()?;
+        let mut sealed = Vec::new();
+        for _ in 0..r.count(32)? {
+            let [segment, first_seq, last_seq, first_ts] = [r.u64()?, r.u64()?, r.u64()?, r.u64()?];
             if first_seq > last_seq || last_seq > head {
                 return None;
             }
-            runs.push(Run {
+            sealed.push(SealedSpan {
+                segment,
                 first_seq,
                 last_seq,
                 first_ts,
-                segment,
-                offset,
-                first_lsn,
-                body_offset,
             });
+        }
+        let runs = (0..r.count(RUN_BYTES)?)
+            .map(|_| r.run())
+            .collect::<Option<Vec<Run>>>()?;
+        if runs.iter().any(|run| run.last_seq > head) {
+            return None;
         }
         let deleted = (0..r.count(8)?)
             .map(|_| r.u64())
@@ -280,10 +286,11 @@ fn decode_body(body: &[u8]) -> Option<Index> {
             }
             _ => return None,
         };
-        chats.insert(
+        index.chats.insert(
             id,
             Chat {
                 head,
+                sealed,
                 runs,
                 deleted,
                 ttl_ms,
@@ -291,7 +298,7 @@ fn decode_body(body: &[u8]) -> Option<Index> {
             },
         );
     }
-    let mut users = HashMap::new();
+    index.users.clear();
     for _ in 0..r.count64(8)? {
         let id = UserId(r.u64()?);
         let mut user = User::default();
@@ -303,74 +310,7 @@ fn decode_body(body: &[u8]) -> Option<Index> {
             let device = DeviceId(r.u32()?);
             user.delivered.insert(device, r.watermarks()?);
         }
-        users.insert(id, user);
+        index.users.insert(id, user);
     }
-    r.0.is_empty().then_some(Index {
-        log_id,
-        applied,
-        chats,
-        users,
-    })
-}
-
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u128(&mut self, v: u128) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn watermarks(&mut self, map: &HashMap<ChatId, u64>) {
-        let sorted: BTreeMap<&ChatId, &u64> = map.iter().collect();
-        self.u32(sorted.len() as u32);
-        for (chat, seq) in sorted {
-            self.u128(chat.to_u128());
-            self.u64(*seq);
-        }
-    }
-}
-
-/// Reads the body with a bound check on every field; counts are checked against the bytes left
-/// (each element takes at least `min_bytes`), so a corrupt count cannot make a huge allocation.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let (head, rest) = self.0.split_first_chunk::<N>()?;
-        self.0 = rest;
-        Some(*head)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        self.take::<1>().map(|b| b[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take().map(u32::from_le_bytes)
-    }
-    fn u64(&mut self) -> Option<u64> {
-        self.take().map(u64::from_le_bytes)
-    }
-    fn u128(&mut self) -> Option<u128> {
-        self.take().map(u128::from_le_bytes)
-    }
-    fn count(&mut self, min_bytes: usize) -> Option<usize> {
-        let n = self.u32()? as usize;
-        (n.checked_mul(min_bytes)? <= self.0.len()).then_some(n)
-    }
-    fn count64(&mut self, min_bytes: usize) -> Option<usize> {
-        let n = usize::try_from(self.u64()?).ok()?;
-        (n.checked_mul(min_bytes)? <= self.0.len()).then_some(n)
-    }
-    fn watermarks(&mut self) -> Option<HashMap<ChatId, u64>> {
-        (0..self.count(24)?)
-            .map(|_| Some((ChatId::from_u128(self.u128()?), self.u64()?)))
-            .collect()
-    }
+    r.0.is_empty().then_some(())
 }

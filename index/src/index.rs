@@ -2,15 +2,18 @@
 //! batches back from the log.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use missive_log::{
-    BatchPos, ChatId, DecodedBatch, DeviceId, Entry, Log, Lsn, RecordKind, Seq, ShardId, Timestamp,
-    UserId,
+    BatchPos, ChatId, DecodedBatch, DeviceId, Entry, Log, Lsn, RecordKind, Seq, ShardId, Storage,
+    Timestamp, UserId,
 };
 
-use crate::chat::{Chat, Role};
+use crate::chat::{Chat, Role, Run, SealedSpan};
 use crate::codec::{GroupChange, GroupOp, Message, Payload, ReceiptKind};
 use crate::error::{Error, Result};
+use crate::segment_index::{self, SegmentCache};
 
 /// One user's receipts and chats.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,14 +72,34 @@ pub struct ReceiptCounts {
     pub read: u32,
 }
 
+/// Where the index keeps its files: the log's storage and a folder. Not part of the index's
+/// state (two indexes of one log are equal whatever folder they live in).
+#[derive(Clone, Debug)]
+pub(crate) struct Home {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) dir: PathBuf,
+}
+
+impl PartialEq for Home {
+    fn eq(&self, _: &Home) -> bool {
+        true
+    }
+}
+
+impl Eq for Home {}
+
 /// The indexes over one log. See the [crate documentation](crate).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Index {
     pub(crate) log_id: u64,
     /// Per shard, the next LSN to apply.
     pub(crate) applied: Vec<Lsn>,
+    /// Per shard, the segment of the last batch applied (0: none): runs in memory are in it.
+    pub(crate) active: Vec<u64>,
     pub(crate) chats: HashMap<ChatId, Chat>,
     pub(crate) users: HashMap<UserId, User>,
+    pub(crate) home: Home,
+    pub(crate) cache: SegmentCache,
 }
 
 /// Which way a scan walks a chat.
@@ -87,14 +110,25 @@ enum Direction {
 }
 
 impl Index {
-    /// An empty index for `log`, with nothing applied.
-    pub fn empty(log: &Log) -> Index {
+    /// An empty index for `log` keeping its files in `dir`, with nothing applied.
+    pub fn empty(log: &Log, dir: &Path) -> Index {
         Index {
             log_id: log.id(),
             applied: vec![Lsn::FIRST; log.shard_count() as usize],
+            active: vec![0; log.shard_count() as usize],
             chats: HashMap::new(),
             users: HashMap::new(),
+            home: Home {
+                storage: Arc::clone(log.storage()),
+                dir: dir.to_path_buf(),
+            },
+            cache: SegmentCache::default(),
         }
+    }
+
+    /// The index's folder.
+    pub fn dir(&self) -> &Path {
+        &self.home.dir
     }
 
     /// Per shard, the next LSN the index will apply: it reflects everything before.
@@ -119,6 +153,13 @@ impl Index {
     /// records applied.
     pub fn apply_batch(&mut self, pos: BatchPos, batch: &DecodedBatch) -> Result<u64> {
         let shard = pos.shard.0 as usize;
+        if pos.segment > self.active[shard] {
+            // The log moved to a new segment, so the previous one is sealed.
+            if self.active[shard] != 0 {
+                self.seal(pos.shard.0)?;
+            }
+            self.active[shard] = pos.segment;
+        }
         let mut applied = 0;
         let mut entries = batch.entries();
         loop {
@@ -132,6 +173,38 @@ impl Index {
             applied += 1;
         }
         Ok(applied)
+    }
+
+    /// Moves the runs of the shard's active segment to that segment's index file, leaving one
+    /// span per chat in memory. The file is durable before anything refers to it.
+    fn seal(&mut self, shard: u32) -> Result<()> {
+        let segment = self.active[shard as usize];
+        let shard_count = self.applied.len() as u32;
+        let mut file: BTreeMap<ChatId, Vec<Run>> = BTreeMap::new();
+        for (id, chat) in &mut self.chats {
+            if chat.runs.is_empty() || id.shard(shard_count).0 != shard {
+                continue;
+            }
+            debug_assert!(chat.runs.iter().all(|run| run.segment == segment));
+            let runs = std::mem::take(&mut chat.runs);
+            let (first, last) = (runs[0], runs[runs.len() - 1]);
+            chat.sealed.push(SealedSpan {
+                segment,
+                first_seq: first.first_seq,
+                last_seq: last.last_seq,
+                first_ts: first.first_ts,
+            });
+            file.insert(*id, runs);
+        }
+        let home = &self.home;
+        segment_index::write(
+            &*home.storage,
+            &home.dir,
+            self.log_id,
+            shard,
+            segment,
+            &file,
+        )
     }
 
     fn apply(&mut self, pos: BatchPos, body_offset: usize, entry: &Entry) -> Result<()> {
@@ -251,15 +324,16 @@ impl Index {
     ///
     /// Always retain through here rather than [`Log::retain`] directly: a checkpoint older than
     /// removed records could not be replayed up to date.
-    pub fn retain(&mut self, log: &Log, dir: &std::path::Path, cutoff: Timestamp) -> Result<usize> {
+    pub fn retain(&mut self, log: &Log, cutoff: Timestamp) -> Result<usize> {
         self.catch_up(log)?;
-        self.checkpoint(log, dir)?;
+        self.checkpoint()?;
         let removed = log.retain(cutoff)?.segments_removed;
         self.prune_removed(log)?;
         Ok(removed)
     }
 
-    /// Drops what points into segments retention removed. Returns the runs dropped.
+    /// Drops what points into segments retention removed, and their index files. Returns the
+    /// spans and runs dropped.
     pub(crate) fn prune_removed(&mut self, log: &Log) -> Result<usize> {
         let mut live: Vec<BTreeSet<u64>> = Vec::with_capacity(log.shard_count() as usize);
         for shard in 0..log.shard_count() {
@@ -271,11 +345,34 @@ impl Index {
             );
         }
         let mut dropped = 0;
+        let mut gone = BTreeSet::new();
         for (chat_id, chat) in &mut self.chats {
-            let shard = log.shard_of(*chat_id).0 as usize;
-            let before = chat.runs.len();
-            chat.runs.retain(|run| live[shard].contains(&run.segment));
-            dropped += before - chat.runs.len();
+            let shard = log.shard_of(*chat_id).0;
+            let before = chat.runs.len() + chat.sealed.len();
+            chat.runs
+                .retain(|run| live[shard as usize].contains(&run.segment));
+            chat.sealed.retain(|span| {
+                let keep = live[shard as usize].contains(&span.segment);
+                if !keep {
+                    gone.insert((shard, span.segment));
+                }
+                keep
+            });
+            dropped += before - chat.runs.len() - chat.sealed.len();
+        }
+        for (shard, segment) in gone {
+            self.cache.forget(shard, segment);
+            let path = self.home.dir.join(segment_index::file_name(shard, segment));
+            match self.home.storage.remove_file(&path) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Io {
+                        op: "remove",
+                        path,
+                        source: error,
+                    });
+                }
+                _ => {}
+            }
         }
         Ok(dropped)
     }
@@ -387,18 +484,28 @@ impl Index {
         let Some(state) = self.chats.get(&chat) else {
             return Ok(1);
         };
-        // Timestamps never go backwards within a chat, so the last run starting at or before
-        // `t` holds the answer, or the run after it starts with it.
-        let start = state
-            .runs
-            .partition_point(|run| run.first_ts <= t.0)
+        // Timestamps never go backwards within a chat, so the first message at or after `t` is
+        // in the last span (or active run) starting at or before `t`, or first in the next one.
+        let mut starts: Vec<(u64, u64, u64)> = state
+            .sealed
+            .iter()
+            .map(|s| (s.first_ts, s.first_seq, s.last_seq))
+            .collect();
+        starts.extend(
+            state
+                .runs
+                .iter()
+                .map(|r| (r.first_ts, r.first_seq, r.last_seq)),
+        );
+        let from = starts
+            .partition_point(|(ts, ..)| *ts <= t.0)
             .saturating_sub(1);
-        for run in &state.runs[start..] {
+        for &(_, first_seq, last_seq) in &starts[from.min(starts.len())..] {
             let found = self.scan(
                 log,
                 chat,
-                run.first_seq,
-                run.last_seq,
+                first_seq,
+                last_seq,
                 usize::MAX,
                 Direction::Forward,
                 Timestamp(0),
@@ -427,52 +534,68 @@ impl Index {
         let Some(state) = self.chats.get(&chat) else {
             return Ok(out);
         };
-        if limit == 0 || low > high || state.runs.is_empty() {
+        if limit == 0 || low > high {
             return Ok(out);
         }
         let shard = log.shard_of(chat);
-        let first = state.runs.partition_point(|run| run.last_seq < low);
-        let last = state.runs.partition_point(|run| run.first_seq <= high);
-        let runs = &state.runs[first..last];
-        let ordered: Box<dyn Iterator<Item = _>> = match direction {
-            Direction::Forward => Box::new(runs.iter()),
-            Direction::Backward => Box::new(runs.iter().rev()),
-        };
-        for run in ordered {
-            let batch = match log.read_batch(run.pos(shard)) {
-                Ok(batch) => batch,
-                // Retention removed the segment: its messages are gone.
-                Err(missive_log::Error::NotFound { .. }) => continue,
-                Err(error) => return Err(error.into()),
+        // The chat's messages: sealed spans (runs in segment index files), then the active
+        // segment's runs; each source is opened only when the walk reaches it.
+        let spans = &state.sealed[state.sealed.partition_point(|s| s.last_seq < low)
+            ..state.sealed.partition_point(|s| s.first_seq <= high)];
+        let mut sources: Vec<Option<&SealedSpan>> = spans.iter().map(Some).collect();
+        sources.push(None);
+        if direction == Direction::Backward {
+            sources.reverse();
+        }
+        'sources: for source in sources {
+            let loaded;
+            let runs: &[Run] = match source {
+                Some(span) => {
+                    loaded = self.cache.get(log, &self.home.dir, shard.0, span.segment)?;
+                    loaded.runs_of(chat)
+                }
+                None => &state.runs,
             };
-            let mut found = Vec::new();
-            for entry in batch.entries_from(run.body_offset as usize, Lsn(run.first_lsn)) {
-                if entry.record.chat != chat || entry.record.kind != RecordKind::Message {
-                    continue;
-                }
-                let Some(seq) = Message::peek_seq(&entry.record.payload).map(|seq| seq.0) else {
-                    continue;
+            let runs = &runs[runs.partition_point(|run| run.last_seq < low)
+                ..runs.partition_point(|run| run.first_seq <= high)];
+            let ordered: Box<dyn Iterator<Item = &Run>> = match direction {
+                Direction::Forward => Box::new(runs.iter()),
+                Direction::Backward => Box::new(runs.iter().rev()),
+            };
+            for run in ordered {
+                let batch = match log.read_batch(run.pos(shard)) {
+                    Ok(batch) => batch,
+                    // Retention removed the segment: its messages are gone.
+                    Err(missive_log::Error::NotFound { .. }) => continue,
+                    Err(error) => return Err(error.into()),
                 };
-                if (low..=high).contains(&seq)
-                    && let Some(message) = view(state, entry, now)
-                {
-                    found.push(message);
+                let mut found = Vec::new();
+                for entry in batch.entries_from(run.body_offset as usize, Lsn(run.first_lsn)) {
+                    if entry.record.chat != chat || entry.record.kind != RecordKind::Message {
+                        continue;
+                    }
+                    let Some(seq) = Message::peek_seq(&entry.record.payload).map(|seq| seq.0)
+                    else {
+                        continue;
+                    };
+                    if (low..=high).contains(&seq)
+                        && let Some(message) = view(state, entry, now)
+                    {
+                        found.push(message);
+                    }
+                    if seq >= run.last_seq {
+                        break;
+                    }
                 }
-                if seq >= run.last_seq {
-                    break;
+                if direction == Direction::Backward {
+                    found.reverse();
                 }
-            }
-            if direction == Direction::Backward {
-                found.reverse();
-            }
-            for message in found {
-                out.push(message);
-                if out.len() == limit {
-                    break;
+                for message in found {
+                    out.push(message);
+                    if out.len() == limit {
+                        break 'sources;
+                    }
                 }
-            }
-            if out.len() == limit {
-                break;
             }
         }
         if direction == Direction::Backward {

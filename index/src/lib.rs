@@ -58,8 +58,11 @@ mod checkpoint;
 pub mod codec;
 mod error;
 mod index;
+mod segment_index;
+mod wire;
 
 pub use chat::Role;
 pub use checkpoint::{CHECKPOINT_VERSION, OpenReport};
 pub use error::{Error, Result};
 pub use index::{InboxEntry, Index, MessageView, ReceiptCounts, Status};
+pub use segment_index::SEGMENT_INDEX_CACHE_MAX;

@@ -82,15 +82,15 @@ fn fixture(disk: &SimStorage, dir: &str, messages: u64) -> (Log, Index) {
             append(&log, chat, 10 + n, Payload::Receipt(receipt));
         }
     }
-    let mut index = Index::empty(&log);
+    let mut index = Index::empty(&log, Path::new("/index"));
     index.catch_up(&log).unwrap();
-    index.checkpoint(&log, Path::new("/index")).unwrap();
+    index.checkpoint().unwrap();
     (log, index)
 }
 
 /// The next seq of `chat`, from an index rebuilt for the purpose (the fixture is small).
 fn next_seq(log: &Log, chat: ChatId) -> u64 {
-    let mut index = Index::empty(log);
+    let mut index = Index::empty(log, Path::new("/index"));
     index.catch_up(log).unwrap();
     index.head(chat).0 + 1
 }
@@ -126,7 +126,7 @@ fn a_good_checkpoint_is_loaded_and_only_the_rest_replayed() {
     );
     let (loaded, report) = Index::open(&log, Path::new("/index")).unwrap();
     assert_eq!(report.replayed, 2);
-    let mut rebuilt = Index::empty(&log);
+    let mut rebuilt = Index::empty(&log, Path::new("/index"));
     rebuilt.catch_up(&log).unwrap();
     assert_eq!(loaded, rebuilt);
 }
@@ -218,4 +218,60 @@ fn crc32(bytes: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+#[test]
+fn missing_or_damaged_segment_index_files_are_rebuilt_from_the_log() {
+    let disk = SimStorage::new();
+    let (log, _) = fixture(&disk, "/log", 60);
+    let storage = log.storage();
+    let files: Vec<String> = storage
+        .list_dir(Path::new("/index"))
+        .unwrap()
+        .into_iter()
+        .filter(|name| name.starts_with("seg-") && name.ends_with(".idx"))
+        .collect();
+    assert!(files.len() >= 2, "the fixture seals segments: {files:?}");
+    let chats = [
+        ChatId::group(7),
+        ChatId::direct(UserId(1), UserId(2)),
+        ChatId::direct(UserId(1), UserId(3)),
+    ];
+    let answers = |index: &Index| -> Vec<Vec<(u64, Bytes)>> {
+        chats
+            .iter()
+            .map(|chat| {
+                index
+                    .latest(&log, *chat, 100, Timestamp(0))
+                    .unwrap()
+                    .into_iter()
+                    .map(|m| (m.message.seq.0, m.message.body))
+                    .collect()
+            })
+            .collect()
+    };
+    let (index, _) = Index::open(&log, Path::new("/index")).unwrap();
+    let expected = answers(&index);
+    assert_eq!(
+        expected.iter().map(Vec::len).sum::<usize>(),
+        60,
+        "every message answers"
+    );
+    // One file damaged, one missing: a fresh index (cold cache) still answers the same.
+    let first = Path::new("/index").join(&files[0]);
+    let mut damaged = disk.file_content(&first).unwrap();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 0x40;
+    disk.set_file_content(&first, damaged);
+    storage
+        .remove_file(&Path::new("/index").join(&files[1]))
+        .unwrap();
+    let (index, _) = Index::open(&log, Path::new("/index")).unwrap();
+    assert_eq!(answers(&index), expected);
+    // And the files were written back.
+    assert!(
+        storage
+            .exists(&Path::new("/index").join(&files[1]))
+            .unwrap()
+    );
 }

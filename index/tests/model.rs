@@ -372,10 +372,7 @@ impl Harness {
                 self.model.deleted.insert((chat, seq));
             }
             Op::Advance { ms } => self.now += ms,
-            Op::Checkpoint => self
-                .index
-                .checkpoint(self.log(), Path::new(INDEX_DIR))
-                .unwrap(),
+            Op::Checkpoint => self.index.checkpoint().unwrap(),
             Op::Reopen => {
                 self.log.take().unwrap().close().unwrap();
                 self.reopen(true);
@@ -388,9 +385,7 @@ impl Harness {
             Op::Retain => {
                 let cutoff = self.now.saturating_sub(3_000);
                 let log = self.log.take().unwrap();
-                self.index
-                    .retain(&log, Path::new(INDEX_DIR), Timestamp(cutoff))
-                    .unwrap();
+                self.index.retain(&log, Timestamp(cutoff)).unwrap();
                 for shard in 0..SHARDS {
                     let segments = log.segments(ShardId(shard)).unwrap();
                     self.model.live_from[shard as usize] =
@@ -434,7 +429,7 @@ impl Harness {
             "checkpoint + replay equals the live index (clean: {clean})"
         );
         if !self.retained {
-            let mut rebuilt = Index::empty(&log);
+            let mut rebuilt = Index::empty(&log, Path::new(INDEX_DIR));
             rebuilt.catch_up(&log).unwrap();
             assert_eq!(rebuilt, self.index, "a full rebuild equals the live index");
         }
