@@ -188,6 +188,9 @@ impl Index {
             debug_assert!(chat.runs.iter().all(|run| run.segment == segment));
             let runs = std::mem::take(&mut chat.runs);
             let (first, last) = (runs[0], runs[runs.len() - 1]);
+            // Grow by exactly one: most chats are idle and touch few segments, and a default
+            // growth step would give each one 128 bytes of spare spans.
+            chat.sealed.reserve_exact(1);
             chat.sealed.push(SealedSpan {
                 segment,
                 first_seq: first.first_seq,
