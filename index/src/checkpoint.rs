@@ -31,15 +31,13 @@ use missive_log::{ChatId, DeviceId, Log, Lsn, ShardId, UserId};
 use crate::chat::{Chat, Role, Run, SealedSpan};
 use crate::error::{Error, Result};
 use crate::index::{Index, User};
-use crate::wire::{RUN_BYTES, Reader, Writer};
+use crate::wire::{Framed, RUN_BYTES, Reader, Writer, read_framed, write_framed};
 
 /// The checkpoint format version this build writes and reads.
 pub const CHECKPOINT_VERSION: u16 = 1;
 
 const MAGIC: [u8; 8] = *b"MSVINDEX";
-const HEADER_LEN: usize = 24;
 const FILE: &str = "INDEX";
-const TEMP: &str = "INDEX.tmp";
 
 /// What [`Index::open`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,34 +78,14 @@ impl Index {
 
     /// Writes the index to its folder atomically: temp file, fsync, rename, fsync the folder.
     pub fn checkpoint(&self) -> Result<()> {
-        let (storage, dir) = (&self.home.storage, &self.home.dir);
-        let body = self.encode_body();
-        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
-        bytes.extend_from_slice(&MAGIC);
-        bytes.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&0u16.to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&body);
-        let temp = dir.join(TEMP);
-        let path = dir.join(FILE);
-        storage
-            .create_dir_all(dir)
-            .map_err(|e| io("create directory", dir, e))?;
-        let file = storage
-            .open(&temp, true)
-            .map_err(|e| io("create", &temp, e))?;
-        file.set_len(0).map_err(|e| io("truncate", &temp, e))?;
-        file.write_all_at(&bytes, 0)
-            .map_err(|e| io("write", &temp, e))?;
-        file.sync_data().map_err(|e| io("fsync", &temp, e))?;
-        storage
-            .rename(&temp, &path)
-            .map_err(|e| io("rename", &path, e))?;
-        // IMPORTANT: the rename is durable only once the folder is.
-        storage
-            .sync_dir(dir)
-            .map_err(|e| io("fsync directory", dir, e))
+        let path = self.home.dir.join(FILE);
+        write_framed(
+            &*self.home.storage,
+            &path,
+            MAGIC,
+            CHECKPOINT_VERSION,
+            &self.encode_body(),
+        )
     }
 
     fn encode_body(&self) -> Vec<u8> {
@@ -179,42 +157,18 @@ fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {
 
 /// Loads the checkpoint in `dir`: `None` if there is none, `BadCheckpoint` if it fails any check.
 fn load(log: &Log, dir: &Path) -> Result<Option<Index>> {
-    let storage = log.storage();
     let path = dir.join(FILE);
-    if !storage.exists(&path).map_err(|e| io("stat", &path, e))? {
-        return Ok(None);
-    }
     let bad = |reason| Error::BadCheckpoint {
         file: path.clone(),
         reason,
     };
-    let file = storage
-        .open(&path, false)
-        .map_err(|e| io("open", &path, e))?;
-    let len = file.len().map_err(|e| io("stat", &path, e))?;
-    if len < HEADER_LEN as u64 {
-        return Err(bad("shorter than its header"));
-    }
-    let mut bytes = vec![0u8; len as usize];
-    file.read_exact_at(&mut bytes, 0)
-        .map_err(|e| io("read", &path, e))?;
-    if bytes[..8] != MAGIC {
-        return Err(bad("bad magic"));
-    }
-    if u16::from_le_bytes([bytes[8], bytes[9]]) != CHECKPOINT_VERSION {
-        return Err(bad("unsupported checkpoint version"));
-    }
-    let crc = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
-    let body_len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
-    let body = &bytes[HEADER_LEN..];
-    if body.len() as u64 != body_len {
-        return Err(bad("length does not match the file"));
-    }
-    if crc32fast::hash(body) != crc || bytes[10..12] != [0, 0] {
-        return Err(bad("checksum mismatch"));
-    }
+    let body = match read_framed(&**log.storage(), &path, MAGIC, CHECKPOINT_VERSION)? {
+        Framed::Missing => return Ok(None),
+        Framed::Bad(reason) => return Err(bad(reason)),
+        Framed::Body(body) => body,
+    };
     let mut index = Index::empty(log, dir);
-    decode_body(body, &mut index).ok_or_else(|| bad("body does not decode"))?;
+    decode_body(&body, &mut index).ok_or_else(|| bad("body does not decode"))?;
     if index.log_id != log.id() {
         return Err(bad("written for another log"));
     }

@@ -23,12 +23,11 @@ use parking_lot::Mutex;
 
 use crate::chat::Run;
 use crate::codec::Message;
-use crate::error::{Error, Result};
-use crate::wire::{RUN_BYTES, Reader, Writer};
+use crate::error::Result;
+use crate::wire::{Framed, RUN_BYTES, Reader, Writer, read_framed, write_framed};
 
 const MAGIC: [u8; 8] = *b"MSVSEGIX";
 const VERSION: u16 = 1;
-const HEADER_LEN: usize = 24;
 
 /// Segment index files kept in memory at once.
 pub const SEGMENT_INDEX_CACHE_MAX: usize = 64;
@@ -53,14 +52,6 @@ pub(crate) fn file_name(shard: u32, segment: u64) -> String {
     format!("seg-{shard:04}-{segment:020}.idx")
 }
 
-fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// Writes a segment's index atomically (temp file, fsync, rename, fsync the folder).
 pub(crate) fn write(
     storage: &dyn Storage,
@@ -82,32 +73,8 @@ pub(crate) fn write(
             body.run(run);
         }
     }
-    let body = body.0;
-    let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
-    bytes.extend_from_slice(&MAGIC);
-    bytes.extend_from_slice(&VERSION.to_le_bytes());
-    bytes.extend_from_slice(&0u16.to_le_bytes());
-    bytes.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    bytes.extend_from_slice(&body);
     let path = dir.join(file_name(shard, segment));
-    let temp = path.with_extension("tmp");
-    storage
-        .create_dir_all(dir)
-        .map_err(|e| io("create directory", dir, e))?;
-    let file = storage
-        .open(&temp, true)
-        .map_err(|e| io("create", &temp, e))?;
-    file.set_len(0).map_err(|e| io("truncate", &temp, e))?;
-    file.write_all_at(&bytes, 0)
-        .map_err(|e| io("write", &temp, e))?;
-    file.sync_data().map_err(|e| io("fsync", &temp, e))?;
-    storage
-        .rename(&temp, &path)
-        .map_err(|e| io("rename", &path, e))?;
-    storage
-        .sync_dir(dir)
-        .map_err(|e| io("fsync directory", dir, e))
+    write_framed(storage, &path, MAGIC, VERSION, &body.0)
 }
 
 /// Reads a segment's index: `None` if the file is missing or fails any check.
@@ -118,21 +85,10 @@ fn load(
     shard: u32,
     segment: u64,
 ) -> Option<SegmentIndex> {
-    let file = storage.open(path, false).ok()?;
-    let len = file.len().ok()?;
-    let mut bytes = vec![0u8; usize::try_from(len).ok()?];
-    file.read_exact_at(&mut bytes, 0).ok()?;
-    let header_ok = bytes.len() >= HEADER_LEN
-        && bytes[..8] == MAGIC
-        && bytes[8..10] == VERSION.to_le_bytes()
-        && bytes[10..12] == [0, 0]
-        && u64::from_le_bytes(bytes[16..24].try_into().ok()?) == (bytes.len() - HEADER_LEN) as u64
-        && u32::from_le_bytes(bytes[12..16].try_into().ok()?)
-            == crc32fast::hash(&bytes[HEADER_LEN..]);
-    if !header_ok {
+    let Ok(Framed::Body(bytes)) = read_framed(storage, path, MAGIC, VERSION) else {
         return None;
-    }
-    let mut r = Reader(&bytes[HEADER_LEN..]);
+    };
+    let mut r = Reader(&bytes);
     if (r.u64()?, r.u32()?, r.u64()?) != (log_id, shard, segment) {
         return None;
     }

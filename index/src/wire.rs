@@ -1,10 +1,108 @@
 //! Little-endian field writing and bounds-checked reading for the index's files.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
-use missive_log::ChatId;
+use missive_log::{ChatId, Storage};
 
 use crate::chat::Run;
+use crate::error::{Error, Result};
+
+/// Bytes of the frame header every index file starts with: magic (8), version (2), reserved
+/// (2, zero), CRC-32 of the body (4), body length (8). The body follows.
+pub(crate) const FRAME_HEADER_LEN: usize = 24;
+
+fn io(op: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `body` framed at `path` atomically: a `.tmp` file written and fsynced, renamed over
+/// `path`, then the folder fsynced (the rename is durable only once the folder is).
+pub(crate) fn write_framed(
+    storage: &dyn Storage,
+    path: &Path,
+    magic: [u8; 8],
+    version: u16,
+    body: &[u8],
+) -> Result<()> {
+    let dir = path.parent().expect("index files live in a folder");
+    let mut bytes = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
+    bytes.extend_from_slice(&magic);
+    bytes.extend_from_slice(&version.to_le_bytes());
+    bytes.extend_from_slice(&0u16.to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(body);
+    let temp = path.with_extension("tmp");
+    storage
+        .create_dir_all(dir)
+        .map_err(|e| io("create directory", dir, e))?;
+    let file = storage
+        .open(&temp, true)
+        .map_err(|e| io("create", &temp, e))?;
+    file.set_len(0).map_err(|e| io("truncate", &temp, e))?;
+    file.write_all_at(&bytes, 0)
+        .map_err(|e| io("write", &temp, e))?;
+    file.sync_data().map_err(|e| io("fsync", &temp, e))?;
+    storage
+        .rename(&temp, path)
+        .map_err(|e| io("rename", path, e))?;
+    storage
+        .sync_dir(dir)
+        .map_err(|e| io("fsync directory", dir, e))
+}
+
+/// What [`read_framed`] found.
+pub(crate) enum Framed {
+    /// No file.
+    Missing,
+    /// A file that fails a check, and which.
+    Bad(&'static str),
+    /// The verified body.
+    Body(Vec<u8>),
+}
+
+/// Reads and verifies a file written by [`write_framed`].
+pub(crate) fn read_framed(
+    storage: &dyn Storage,
+    path: &Path,
+    magic: [u8; 8],
+    version: u16,
+) -> Result<Framed> {
+    if !storage.exists(path).map_err(|e| io("stat", path, e))? {
+        return Ok(Framed::Missing);
+    }
+    let file = storage.open(path, false).map_err(|e| io("open", path, e))?;
+    let len = file.len().map_err(|e| io("stat", path, e))?;
+    if len < FRAME_HEADER_LEN as u64 {
+        return Ok(Framed::Bad("shorter than its header"));
+    }
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0)
+        .map_err(|e| io("read", path, e))?;
+    let mut header = Reader(&bytes[..FRAME_HEADER_LEN]);
+    let found_magic = header.take::<8>().expect("header length checked");
+    let found_version = u16::from_le_bytes(header.take().expect("header length checked"));
+    let reserved = header.take::<2>().expect("header length checked");
+    let crc = header.u32().expect("header length checked");
+    let body_len = header.u64().expect("header length checked");
+    let body = bytes.split_off(FRAME_HEADER_LEN);
+    Ok(if found_magic != magic {
+        Framed::Bad("bad magic")
+    } else if found_version != version {
+        Framed::Bad("unsupported version")
+    } else if body.len() as u64 != body_len {
+        Framed::Bad("length does not match the file")
+    } else if crc32fast::hash(&body) != crc || reserved != [0, 0] {
+        Framed::Bad("checksum mismatch")
+    } else {
+        Framed::Body(body)
+    })
+}
 
 /// Appends little-endian fields.
 pub(crate) struct Writer(pub(crate) Vec<u8>);
@@ -55,7 +153,7 @@ pub(crate) const RUN_BYTES: usize = 6 * 8 + 4;
 pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+    pub(crate) fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
         let (head, rest) = self.0.split_first_chunk::<N>()?;
         self.0 = rest;
         Some(*head)
