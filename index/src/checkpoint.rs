@@ -23,7 +23,7 @@
 //! count (4) and (chat 16, seq 8) pairs. Maps are written in key order, so equal indexes give
 //! equal files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use missive_log::{ChatId, DeviceId, Log, Lsn, ShardId, UserId};
@@ -190,12 +190,16 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
     let mut r = Reader(body);
     index.log_id = r.u64()?;
     let shards = r.count(16)?;
+    if shards == 0 {
+        return None;
+    }
     index.applied.clear();
     index.active.clear();
     for _ in 0..shards {
         index.applied.push(Lsn(r.u64()?));
         index.active.push(r.u64()?);
     }
+    index.touched = vec![BTreeSet::new(); shards];
     index.chats.clear();
     for _ in 0..r.count64(16)? {
         let id = ChatId::from_u128(r.u128()?);
@@ -240,6 +244,10 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
             }
             _ => return None,
         };
+        if !runs.is_empty() {
+            let shard = id.shard(shards as u32).0 as usize;
+            index.touched[shard].insert(id);
+        }
         index.chats.insert(
             id,
             Chat {
