@@ -14,6 +14,7 @@ use crate::chat::{Chat, Role, Run, SealedSpan};
 use crate::codec::{GroupChange, GroupOp, Message, Payload, ReceiptKind};
 use crate::error::{Error, Result};
 use crate::segment_index::{self, SegmentCache};
+use crate::tail::{TAIL_MESSAGES_MAX, TailCache, stored_view};
 
 /// One user's receipts and chats.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -102,6 +103,7 @@ pub struct Index {
     pub(crate) users: HashMap<UserId, User>,
     pub(crate) home: Home,
     pub(crate) cache: SegmentCache,
+    pub(crate) tails: TailCache,
 }
 
 /// Which way a scan walks a chat.
@@ -126,6 +128,7 @@ impl Index {
                 dir: dir.to_path_buf(),
             },
             cache: SegmentCache::default(),
+            tails: TailCache::default(),
         }
     }
 
@@ -246,6 +249,9 @@ impl Index {
                     self.touched[pos.shard.0 as usize].insert(chat_id);
                 }
                 chat.push(seq, record.timestamp.0, pos, entry.lsn.0, body_offset);
+                self.tails.push(chat_id, || {
+                    stored_view(entry.lsn, record.timestamp, message.clone())
+                });
                 // A 1:1 chat joins its users' lists with its first message (once: rebuilds
                 // spent a tenth of their time re-inserting it on every message).
                 if first_seen && let Some((a, b)) = chat_id.direct_users() {
@@ -379,6 +385,7 @@ impl Index {
         }
         for (shard, segment) in gone {
             self.cache.forget(shard, segment);
+            self.tails.clear();
             let path = self.home.dir.join(segment_index::file_name(shard, segment));
             match self.home.storage.remove_file(&path) {
                 Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
@@ -440,7 +447,33 @@ impl Index {
         n: usize,
         now: Timestamp,
     ) -> Result<Vec<MessageView>> {
-        self.scan(log, chat, 1, u64::MAX, n, Direction::Backward, now)
+        let Some(state) = self.chats.get(&chat) else {
+            return Ok(Vec::new());
+        };
+        let visible = |stored: &MessageView| restyle(state, stored, now);
+        if let Some(cached) = self.tails.latest(chat, state.head, n, visible) {
+            return Ok(cached);
+        }
+        // Read the newest messages as stored (no TTL filter), keep them as the chat's tail,
+        // and answer from them when they are enough.
+        let want = n.max(TAIL_MESSAGES_MAX);
+        let stored = self.scan(
+            log,
+            chat,
+            1,
+            u64::MAX,
+            want,
+            Direction::Backward,
+            Timestamp(0),
+        )?;
+        self.tails.fill(chat, state.head, &stored);
+        let answered = self
+            .tails
+            .latest(chat, state.head, n, |m| restyle(state, m, now));
+        match answered {
+            Some(answer) => Ok(answer),
+            None => self.scan(log, chat, 1, u64::MAX, n, Direction::Backward, now),
+        }
     }
 
     /// Up to `n` messages before `seq`, oldest first.
@@ -736,6 +769,22 @@ impl Index {
 /// Moves a watermark forward, never back.
 fn raise(watermark: &mut u64, to: u64) {
     *watermark = (*watermark).max(to);
+}
+
+/// A message as stored (from a tail) as queries show it at `now`: hidden once expired, emptied
+/// if deleted since.
+fn restyle(chat: &Chat, stored: &MessageView, now: Timestamp) -> Option<MessageView> {
+    let message = &stored.message;
+    if message.ttl_ms > 0 && stored.timestamp.0.saturating_add(message.ttl_ms) <= now.0 {
+        return None;
+    }
+    let mut view = stored.clone();
+    if chat.is_deleted(message.seq.0) {
+        view.deleted = true;
+        view.message.media = bytes::Bytes::new();
+        view.message.body = bytes::Bytes::new();
+    }
+    Some(view)
 }
 
 /// A stored message as queries show it, unless it has expired at `now`.

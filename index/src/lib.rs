@@ -59,6 +59,7 @@ pub mod codec;
 mod error;
 mod index;
 mod segment_index;
+mod tail;
 mod wire;
 
 pub use chat::Role;
@@ -66,3 +67,4 @@ pub use checkpoint::{CHECKPOINT_VERSION, OpenReport};
 pub use error::{Error, Result};
 pub use index::{InboxEntry, Index, MessageView, ReceiptCounts, Status};
 pub use segment_index::SEGMENT_INDEX_CACHE_MAX;
+pub use tail::{TAIL_CACHE_BYTES_MAX, TAIL_MESSAGES_MAX};
