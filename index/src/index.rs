@@ -598,14 +598,16 @@ impl Index {
             sources.reverse();
         }
         'sources: for source in sources {
-            let loaded;
+            let sealed_runs;
             let runs: &[Run] = match source {
                 Some(span) => {
-                    loaded = self.cache.get(log, &self.home.dir, shard.0, span.segment)?;
-                    loaded.runs_of(chat)
+                    let segment = self.cache.get(log, &self.home.dir, shard.0, span.segment)?;
+                    sealed_runs = segment.runs_of(chat);
+                    &sealed_runs
                 }
                 None => &state.runs,
             };
+
             let runs = &runs[runs.partition_point(|run| run.last_seq < low)
                 ..runs.partition_point(|run| run.first_seq <= high)];
             let ordered: Box<dyn Iterator<Item = &Run>> = match direction {

@@ -3,6 +3,10 @@
 //! per sealed segment; queries load a segment's file on demand, through a bounded cache, and
 //! rebuild it from the log if it is missing or damaged. Files go with their segments.
 //!
+//! A file is never changed in place: it is written under a temporary name and renamed, and a
+//! rebuilt one replaces it the same way, so it can be read through a read-only map (the log's
+//! `Storage::read_sealed`) whose bytes stay valid for as long as a query holds them.
+//!
 //! `seg-{shard:04}-{segment:020}.idx`, little-endian:
 //!
 //! | offset | size | field |
@@ -12,40 +16,133 @@
 //! | 10 | 2 | reserved (0) |
 //! | 12 | 4 | CRC-32 of the body |
 //! | 16 | 8 | body length |
-//! | 24 | n | body: log id (8), shard (4), segment (8), chat count (4), then per chat in id order: id (16), run count (4), runs (52 each, as in checkpoints) |
+//! | 24 | n | body |
+//!
+//! Body: log id (8), shard (4), segment (8), chat count c (4), run count r (4); a directory of c
+//! entries sorted by chat: id (16), index of its first run (4), run count (4); then the r runs
+//! (52 bytes each, as in checkpoints). A query binary-searches the directory in place.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use missive_log::{ChatId, Log, Lsn, RecordKind, ShardId, Storage};
 use parking_lot::Mutex;
 
 use crate::chat::Run;
 use crate::codec::Message;
 use crate::error::Result;
-use crate::wire::{Framed, RUN_BYTES, Reader, Writer, read_framed, write_framed};
+use crate::wire::{FRAME_HEADER_LEN, RUN_BYTES, Reader, Writer, check_frame, write_framed};
 
 const MAGIC: [u8; 8] = *b"MSVSEGIX";
 const VERSION: u16 = 1;
 
 /// Segment index files kept in memory at once.
-pub const SEGMENT_INDEX_CACHE_MAX: usize = 64;
+pub const SEGMENT_INDEX_CACHE_MAX: usize = 1024;
 
-/// The runs of every chat in one sealed segment.
-#[derive(Debug, Default, PartialEq, Eq)]
+/// The runs of every chat in one sealed segment, read in place from the file's bytes (a
+/// read-only map on the real file system): opening one costs a checksum, not a decode, and a
+/// query decodes only its chat's runs.
+#[derive(Debug)]
 pub(crate) struct SegmentIndex {
-    /// Sorted by chat.
-    chats: Vec<(ChatId, Vec<Run>)>,
+    /// The file's body (see the module documentation).
+    body: Bytes,
+    chats: usize,
 }
 
+/// Bytes of the body before the chat directory.
+const BODY_FIXED: usize = 8 + 4 + 8 + 4 + 4;
+/// Bytes of one chat directory entry: chat id, index of its first run, run count.
+const DIRECTORY_ENTRY: usize = 16 + 4 + 4;
+
 impl SegmentIndex {
-    pub(crate) fn runs_of(&self, chat: ChatId) -> &[Run] {
-        match self.chats.binary_search_by_key(&chat, |(id, _)| *id) {
-            Ok(at) => &self.chats[at].1,
-            Err(_) => &[],
+    /// Checks a body's shape and place; the runs themselves are checked as they are decoded.
+    fn parse(body: Bytes, log_id: u64, shard: u32, segment: u64) -> Option<SegmentIndex> {
+        let mut r = Reader(&body);
+        if (r.u64()?, r.u32()?, r.u64()?) != (log_id, shard, segment) {
+            return None;
         }
+        let chats = r.u32()? as usize;
+        let runs = r.u32()? as usize;
+        let expected = BODY_FIXED
+            .checked_add(chats.checked_mul(DIRECTORY_ENTRY)?)?
+            .checked_add(runs.checked_mul(RUN_BYTES)?)?;
+        if body.len() != expected {
+            return None;
+        }
+        let index = SegmentIndex { body, chats };
+        // The directory is sorted by chat and its run ranges tile the run table.
+        let mut next_run = 0usize;
+        let mut previous = None;
+        for at in 0..chats {
+            let (chat, first, count) = index.entry(at)?;
+            if previous.is_some_and(|p| p >= chat) || first != next_run {
+                return None;
+            }
+            previous = Some(chat);
+            next_run = first.checked_add(count)?;
+        }
+        (next_run == runs).then_some(index)
     }
+
+    fn entry(&self, at: usize) -> Option<(ChatId, usize, usize)> {
+        let start = BODY_FIXED + at * DIRECTORY_ENTRY;
+        let mut r = Reader(self.body.get(start..start + DIRECTORY_ENTRY)?);
+        Some((
+            ChatId::from_u128(r.u128()?),
+            r.u32()? as usize,
+            r.u32()? as usize,
+        ))
+    }
+
+    /// The chat's runs in this segment, in seq order (empty if it has none here).
+    pub(crate) fn runs_of(&self, chat: ChatId) -> Vec<Run> {
+        let (mut low, mut high) = (0, self.chats);
+        while low < high {
+            let middle = (low + high) / 2;
+            let Some((id, first, count)) = self.entry(middle) else {
+                return Vec::new();
+            };
+            match id.cmp(&chat) {
+                std::cmp::Ordering::Less => low = middle + 1,
+                std::cmp::Ordering::Greater => high = middle,
+                std::cmp::Ordering::Equal => {
+                    let start = BODY_FIXED + self.chats * DIRECTORY_ENTRY + first * RUN_BYTES;
+                    let Some(bytes) = self.body.get(start..start + count * RUN_BYTES) else {
+                        return Vec::new();
+                    };
+                    let mut r = Reader(bytes);
+                    return (0..count).map_while(|_| r.run()).collect();
+                }
+            }
+        }
+        Vec::new()
+    }
+}
+
+/// The body of a segment index file for these runs.
+fn encode(log_id: u64, shard: u32, segment: u64, chats: &BTreeMap<ChatId, Vec<Run>>) -> Vec<u8> {
+    let runs: usize = chats.values().map(Vec::len).sum();
+    let mut body = Writer(Vec::with_capacity(
+        BODY_FIXED + chats.len() * DIRECTORY_ENTRY + runs * RUN_BYTES,
+    ));
+    body.u64(log_id);
+    body.u32(shard);
+    body.u64(segment);
+    body.u32(chats.len() as u32);
+    body.u32(runs as u32);
+    let mut first = 0u32;
+    for (chat, runs) in chats {
+        body.u128(chat.to_u128());
+        body.u32(first);
+        body.u32(runs.len() as u32);
+        first += runs.len() as u32;
+    }
+    for run in chats.values().flatten() {
+        body.run(run);
+    }
+    body.0
 }
 
 pub(crate) fn file_name(shard: u32, segment: u64) -> String {
@@ -61,23 +158,18 @@ pub(crate) fn write(
     segment: u64,
     chats: &BTreeMap<ChatId, Vec<Run>>,
 ) -> Result<()> {
-    let mut body = Writer(Vec::new());
-    body.u64(log_id);
-    body.u32(shard);
-    body.u64(segment);
-    body.u32(chats.len() as u32);
-    for (chat, runs) in chats {
-        body.u128(chat.to_u128());
-        body.u32(runs.len() as u32);
-        for run in runs {
-            body.run(run);
-        }
-    }
     let path = dir.join(file_name(shard, segment));
-    write_framed(storage, &path, MAGIC, VERSION, &body.0)
+    write_framed(
+        storage,
+        &path,
+        MAGIC,
+        VERSION,
+        &encode(log_id, shard, segment, chats),
+    )
 }
 
-/// Reads a segment's index: `None` if the file is missing or fails any check.
+/// Opens a segment's index file in place: `None` if it is missing or fails any check. The file
+/// never changes once renamed into place, so the real storage maps it.
 fn load(
     storage: &dyn Storage,
     path: &Path,
@@ -85,23 +177,9 @@ fn load(
     shard: u32,
     segment: u64,
 ) -> Option<SegmentIndex> {
-    let Ok(Framed::Body(bytes)) = read_framed(storage, path, MAGIC, VERSION) else {
-        return None;
-    };
-    let mut r = Reader(&bytes);
-    if (r.u64()?, r.u32()?, r.u64()?) != (log_id, shard, segment) {
-        return None;
-    }
-    let mut chats = Vec::with_capacity(r.count(20)?);
-    for _ in 0..chats.capacity() {
-        let chat = ChatId::from_u128(r.u128()?);
-        let runs = (0..r.count(RUN_BYTES)?)
-            .map(|_| r.run())
-            .collect::<Option<Vec<_>>>()?;
-        chats.push((chat, runs));
-    }
-    let sorted = chats.windows(2).all(|pair| pair[0].0 < pair[1].0);
-    (r.0.is_empty() && sorted).then_some(SegmentIndex { chats })
+    let bytes = storage.read_sealed(path).ok()?;
+    check_frame(&bytes, MAGIC, VERSION).ok()?;
+    SegmentIndex::parse(bytes.slice(FRAME_HEADER_LEN..), log_id, shard, segment)
 }
 
 /// Rebuilds a segment's index by reading the segment from the log (empty if retention removed
@@ -186,9 +264,9 @@ impl SegmentCache {
             None => {
                 let chats = rebuild(log, shard, segment)?;
                 let _ = write(&**storage, dir, log.id(), shard, segment, &chats);
-                SegmentIndex {
-                    chats: chats.into_iter().collect(),
-                }
+                let body = Bytes::from(encode(log.id(), shard, segment, &chats));
+                SegmentIndex::parse(body, log.id(), shard, segment)
+                    .expect("a freshly encoded segment index parses")
             }
         };
         let index = Arc::new(index);

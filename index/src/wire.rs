@@ -84,24 +84,38 @@ pub(crate) fn read_framed(
     let mut bytes = vec![0u8; len as usize];
     file.read_exact_at(&mut bytes, 0)
         .map_err(|e| io("read", path, e))?;
-    let mut header = Reader(&bytes[..FRAME_HEADER_LEN]);
+    Ok(match check_frame(&bytes, magic, version) {
+        Err(reason) => Framed::Bad(reason),
+        Ok(()) => Framed::Body(bytes.split_off(FRAME_HEADER_LEN)),
+    })
+}
+
+/// Checks a whole framed file: header, length and the body's checksum.
+pub(crate) fn check_frame(
+    bytes: &[u8],
+    magic: [u8; 8],
+    version: u16,
+) -> std::result::Result<(), &'static str> {
+    let Some(mut header) = bytes.get(..FRAME_HEADER_LEN).map(Reader) else {
+        return Err("shorter than its header");
+    };
     let found_magic = header.take::<8>().expect("header length checked");
     let found_version = u16::from_le_bytes(header.take().expect("header length checked"));
     let reserved = header.take::<2>().expect("header length checked");
     let crc = header.u32().expect("header length checked");
     let body_len = header.u64().expect("header length checked");
-    let body = bytes.split_off(FRAME_HEADER_LEN);
-    Ok(if found_magic != magic {
-        Framed::Bad("bad magic")
+    let body = &bytes[FRAME_HEADER_LEN..];
+    if found_magic != magic {
+        Err("bad magic")
     } else if found_version != version {
-        Framed::Bad("unsupported version")
+        Err("unsupported version")
     } else if body.len() as u64 != body_len {
-        Framed::Bad("length does not match the file")
-    } else if crc32fast::hash(&body) != crc || reserved != [0, 0] {
-        Framed::Bad("checksum mismatch")
+        Err("length does not match the file")
+    } else if crc32fast::hash(body) != crc || reserved != [0, 0] {
+        Err("checksum mismatch")
     } else {
-        Framed::Body(body)
-    })
+        Ok(())
+    }
 }
 
 /// Appends little-endian fields.
