@@ -18,9 +18,9 @@
 //! (first seq, last seq, first timestamp, segment, offset, first LSN: 8 each; offset in the
 //! decoded body: 4), deleted
 //! count (4) and seqs (8 each), a member flag (1) and, for a group, member count (4) and
-//! members (user 8, role 1); user count (8) and per user: id (8), chat count (4) and ids (16
-//! each), read count (4) and (chat 16, seq 8) pairs, device count (4) and per device: id (4),
-//! count (4) and (chat 16, seq 8) pairs. Maps are written in key order, so equal indexes give
+//! members (user 8, role 1); then memberships: count (8) and (user 8, chat 16) pairs; read
+//! watermarks: count (8) and (user 8, chat 16, seq 8); delivered watermarks: count (8) and
+//! (user 8, chat 16, device 4, seq 8). Maps are written in key order, so equal indexes give
 //! equal files.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,7 +30,8 @@ use missive_log::{ChatId, DeviceId, Log, Lsn, ShardId, UserId};
 
 use crate::chat::{Chat, Role, Run, SealedSpan};
 use crate::error::{Error, Result};
-use crate::index::{Index, User};
+use crate::index::Index;
+use crate::receipts::Receipts;
 use crate::wire::{Framed, RUN_BYTES, Reader, Writer, read_framed, write_framed};
 
 /// The checkpoint format version this build writes and reads.
@@ -128,20 +129,25 @@ impl Index {
                 }
             }
         }
-        let users: BTreeMap<&UserId, &User> = self.users.iter().collect();
-        w.u64(users.len() as u64);
-        for (id, user) in users {
-            w.u64(id.0);
-            w.u32(user.chats.len() as u32);
-            for chat in &user.chats {
-                w.u128(chat.to_u128());
-            }
-            w.watermarks(&user.read);
-            w.u32(user.delivered.len() as u32);
-            for (device, watermarks) in &user.delivered {
-                w.u32(device.0);
-                w.watermarks(watermarks);
-            }
+        let receipts = &self.receipts;
+        w.u64(receipts.member_of.len() as u64);
+        for (user, chat) in &receipts.member_of {
+            w.u64(user.0);
+            w.u128(chat.to_u128());
+        }
+        let read: BTreeMap<&(UserId, ChatId), &u64> = receipts.read.iter().collect();
+        w.u64(read.len() as u64);
+        for ((user, chat), seq) in read {
+            w.u64(user.0);
+            w.u128(chat.to_u128());
+            w.u64(*seq);
+        }
+        w.u64(receipts.delivered.len() as u64);
+        for ((user, chat, device), seq) in &receipts.delivered {
+            w.u64(user.0);
+            w.u128(chat.to_u128());
+            w.u32(device.0);
+            w.u64(*seq);
         }
         w.0
     }
@@ -260,19 +266,24 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
             },
         );
     }
-    index.users.clear();
-    for _ in 0..r.count64(8)? {
-        let id = UserId(r.u64()?);
-        let mut user = User::default();
-        for _ in 0..r.count(16)? {
-            user.chats.insert(ChatId::from_u128(r.u128()?));
-        }
-        user.read = r.watermarks()?;
-        for _ in 0..r.count(8)? {
-            let device = DeviceId(r.u32()?);
-            user.delivered.insert(device, r.watermarks()?);
-        }
-        index.users.insert(id, user);
+    let receipts = &mut index.receipts;
+    *receipts = Receipts::default();
+    for _ in 0..r.count64(24)? {
+        receipts
+            .member_of
+            .insert((UserId(r.u64()?), ChatId::from_u128(r.u128()?)));
+    }
+    for _ in 0..r.count64(32)? {
+        let key = (UserId(r.u64()?), ChatId::from_u128(r.u128()?));
+        receipts.read.insert(key, r.u64()?);
+    }
+    for _ in 0..r.count64(36)? {
+        let key = (
+            UserId(r.u64()?),
+            ChatId::from_u128(r.u128()?),
+            DeviceId(r.u32()?),
+        );
+        receipts.delivered.insert(key, r.u64()?);
     }
     r.0.is_empty().then_some(())
 }

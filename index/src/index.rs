@@ -13,19 +13,9 @@ use missive_log::{
 use crate::chat::{Chat, Role, Run, SealedSpan};
 use crate::codec::{GroupChange, GroupOp, Message, Payload, ReceiptKind};
 use crate::error::{Error, Result};
+use crate::receipts::Receipts;
 use crate::segment_index::{self, SegmentCache};
 use crate::tail::{TAIL_MESSAGES_MAX, TailCache, stored_view};
-
-/// One user's receipts and chats.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct User {
-    /// The chats the user is in: 1:1 chats with messages, groups while a member.
-    pub(crate) chats: BTreeSet<ChatId>,
-    /// Per chat, the read watermark.
-    pub(crate) read: HashMap<ChatId, u64>,
-    /// Per device, per chat, the delivered watermark.
-    pub(crate) delivered: BTreeMap<DeviceId, HashMap<ChatId, u64>>,
-}
 
 /// A message as a query returns it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,7 +90,7 @@ pub struct Index {
     /// Per shard, the chats with runs in the active segment (derived from the runs).
     pub(crate) touched: Vec<BTreeSet<ChatId>>,
     pub(crate) chats: HashMap<ChatId, Chat>,
-    pub(crate) users: HashMap<UserId, User>,
+    pub(crate) receipts: Receipts,
     pub(crate) home: Home,
     pub(crate) cache: SegmentCache,
     pub(crate) tails: TailCache,
@@ -122,7 +112,7 @@ impl Index {
             active: vec![0; log.shard_count() as usize],
             touched: vec![BTreeSet::new(); log.shard_count() as usize],
             chats: HashMap::new(),
-            users: HashMap::new(),
+            receipts: Receipts::default(),
             home: Home {
                 storage: Arc::clone(log.storage()),
                 dir: dir.to_path_buf(),
@@ -255,25 +245,22 @@ impl Index {
                 // A 1:1 chat joins its users' lists with its first message (once: rebuilds
                 // spent a tenth of their time re-inserting it on every message).
                 if first_seen && let Some((a, b)) = chat_id.direct_users() {
-                    for user in [a, b] {
-                        self.users.entry(user).or_default().chats.insert(chat_id);
-                    }
+                    self.receipts.join(a, chat_id);
+                    self.receipts.join(b, chat_id);
                 }
                 // Sending implies having read (and, on the sending device, received) the chat
                 // up to one's own message.
-                let sender = self.users.entry(message.sender).or_default();
-                raise(sender.read.entry(chat_id).or_default(), seq);
-                let device = sender.delivered.entry(message.sender_device).or_default();
-                raise(device.entry(chat_id).or_default(), seq);
+                self.receipts.raise_read(message.sender, chat_id, seq);
+                self.receipts
+                    .raise_delivered(message.sender, message.sender_device, chat_id, seq);
             }
             Payload::Receipt(receipt) => {
                 let head = self.chats.get(&chat_id).map_or(0, |chat| chat.head);
                 let up_to = receipt.up_to.0.min(head);
-                let user = self.users.entry(receipt.user).or_default();
-                let device = user.delivered.entry(receipt.device).or_default();
-                raise(device.entry(chat_id).or_default(), up_to);
+                self.receipts
+                    .raise_delivered(receipt.user, receipt.device, chat_id, up_to);
                 if receipt.kind == ReceiptKind::Read {
-                    raise(user.read.entry(chat_id).or_default(), up_to);
+                    self.receipts.raise_read(receipt.user, chat_id, up_to);
                 }
             }
             Payload::Tombstone(tombstone) => {
@@ -331,12 +318,10 @@ impl Index {
             }
         }
         for user in joined {
-            self.users.entry(user).or_default().chats.insert(chat_id);
+            self.receipts.join(user, chat_id);
         }
         for user in left {
-            if let Some(state) = self.users.get_mut(&user) {
-                state.chats.remove(&chat_id);
-            }
+            self.receipts.leave(user, chat_id);
         }
     }
 
@@ -420,10 +405,7 @@ impl Index {
 
     /// The chats a user is in.
     pub fn chats_of(&self, user: UserId) -> impl Iterator<Item = ChatId> + '_ {
-        self.users
-            .get(&user)
-            .into_iter()
-            .flat_map(|u| u.chats.iter().copied())
+        self.receipts.chats_of(user)
     }
 
     /// The message at `seq`, unless it never existed, expired or its segment was removed.
@@ -658,18 +640,13 @@ impl Index {
 
     /// The chats holding messages `device` of `user` has not received, oldest chat id first.
     pub fn inbox(&self, user: UserId, device: DeviceId) -> Vec<InboxEntry> {
-        let Some(state) = self.users.get(&user) else {
-            return Vec::new();
-        };
-        let delivered = state.delivered.get(&device);
-        state
-            .chats
-            .iter()
+        self.receipts
+            .chats_of(user)
             .filter_map(|chat| {
-                let head = self.chats.get(chat).map_or(0, |c| c.head);
-                let done = delivered.and_then(|d| d.get(chat)).copied().unwrap_or(0);
+                let head = self.chats.get(&chat).map_or(0, |c| c.head);
+                let done = self.receipts.delivered(user, device, chat);
                 (head > done).then_some(InboxEntry {
-                    chat: *chat,
+                    chat,
                     delivered: Seq(done),
                     head: Seq(head),
                 })
@@ -699,21 +676,12 @@ impl Index {
 
     /// The user's read watermark in a chat.
     pub fn read_up_to(&self, user: UserId, chat: ChatId) -> Seq {
-        Seq(self
-            .users
-            .get(&user)
-            .and_then(|u| u.read.get(&chat))
-            .copied()
-            .unwrap_or(0))
+        Seq(self.receipts.read(user, chat))
     }
 
     /// The device's delivered watermark in a chat.
     pub fn delivered_up_to(&self, user: UserId, device: DeviceId, chat: ChatId) -> Seq {
-        let watermark = self
-            .users
-            .get(&user)
-            .and_then(|u| u.delivered.get(&device)?.get(&chat).copied());
-        Seq(watermark.unwrap_or(0))
+        Seq(self.receipts.delivered(user, device, chat))
     }
 
     /// Messages in the chat the user has not read: head − read watermark. The user's own
@@ -726,16 +694,9 @@ impl Index {
 
     /// The state of message `seq` for `recipient`, by comparing watermarks with the seq.
     pub fn status(&self, recipient: UserId, chat: ChatId, seq: Seq) -> Status {
-        let Some(user) = self.users.get(&recipient) else {
-            return Status::Sent;
-        };
-        if user.read.get(&chat).is_some_and(|&read| read >= seq.0) {
+        if self.receipts.read(recipient, chat) >= seq.0 {
             Status::Read
-        } else if user
-            .delivered
-            .values()
-            .any(|d| d.get(&chat).is_some_and(|&w| w >= seq.0))
-        {
+        } else if self.receipts.delivered_anywhere(recipient, chat, seq.0) {
             Status::Delivered
         } else {
             Status::Sent
@@ -766,11 +727,6 @@ impl Index {
         }
         counts
     }
-}
-
-/// Moves a watermark forward, never back.
-fn raise(watermark: &mut u64, to: u64) {
-    *watermark = (*watermark).max(to);
 }
 
 /// A message as stored (from a tail) as queries show it at `now`: hidden once expired, emptied

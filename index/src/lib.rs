@@ -58,6 +58,7 @@ mod checkpoint;
 pub mod codec;
 mod error;
 mod index;
+mod receipts;
 mod segment_index;
 mod tail;
 mod wire;

@@ -1,9 +1,8 @@
 //! Little-endian field writing and bounds-checked reading for the index's files.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use missive_log::{ChatId, Storage};
+use missive_log::Storage;
 
 use crate::chat::Run;
 use crate::error::{Error, Result};
@@ -134,14 +133,6 @@ impl Writer {
     pub(crate) fn u128(&mut self, v: u128) {
         self.0.extend_from_slice(&v.to_le_bytes());
     }
-    pub(crate) fn watermarks(&mut self, map: &HashMap<ChatId, u64>) {
-        let sorted: BTreeMap<&ChatId, &u64> = map.iter().collect();
-        self.u32(sorted.len() as u32);
-        for (chat, seq) in sorted {
-            self.u128(chat.to_u128());
-            self.u64(*seq);
-        }
-    }
     /// A run: first seq, last seq, first timestamp, segment, offset, first LSN (8 each), body
     /// offset (4).
     pub(crate) fn run(&mut self, run: &Run) {
@@ -191,11 +182,6 @@ impl Reader<'_> {
     pub(crate) fn count64(&mut self, min_bytes: usize) -> Option<usize> {
         let n = usize::try_from(self.u64()?).ok()?;
         (n.checked_mul(min_bytes)? <= self.0.len()).then_some(n)
-    }
-    pub(crate) fn watermarks(&mut self) -> Option<HashMap<ChatId, u64>> {
-        (0..self.count(24)?)
-            .map(|_| Some((ChatId::from_u128(self.u128()?), self.u64()?)))
-            .collect()
     }
     /// A run as [`Writer::run`] wrote it; `None` if its seqs are out of order.
     pub(crate) fn run(&mut self) -> Option<Run> {
