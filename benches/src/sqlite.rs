@@ -30,8 +30,8 @@ use rusqlite::{Connection, params};
 use crate::stats::nanos;
 use crate::workload::{AppendOutcome, ReadOutcome, Workload};
 
-/// The schema of the peer's message store.
-pub const SCHEMA: &str = "
+/// The peer's message table, without its index (bulk loads add the index afterwards).
+pub const TABLE: &str = "
     CREATE TABLE IF NOT EXISTS messages (
         id INTEGER PRIMARY KEY,
         chat_id INTEGER NOT NULL,
@@ -40,8 +40,11 @@ pub const SCHEMA: &str = "
         ts INTEGER NOT NULL,
         payload BLOB NOT NULL
     );
-    CREATE UNIQUE INDEX IF NOT EXISTS messages_chat_seq ON messages (chat_id, seq);
 ";
+
+/// The index the peer's queries use: `(chat_id, seq)`, as Missive's chat index keys.
+pub const INDEX: &str =
+    "CREATE UNIQUE INDEX IF NOT EXISTS messages_chat_seq ON messages (chat_id, seq);";
 
 const INSERT: &str =
     "INSERT INTO messages (chat_id, seq, kind, ts, payload) VALUES (?1, ?2, 1, ?3, ?4)";
@@ -79,7 +82,8 @@ impl SqlitePeer {
         conn.pragma_update(None, "synchronous", name)?;
         let actual: i64 = conn.pragma_query_value(None, "synchronous", |row| row.get(0))?;
         assert_eq!(actual, value, "SQLite refused synchronous={name}");
-        conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(TABLE)?;
+        conn.execute_batch(INDEX)?;
         let mut next_seq = Vec::new();
         {
             let mut last =
