@@ -1,9 +1,14 @@
-//! Per-chat state: the head, the batches holding the chat's messages, deletions, the
-//! disappearing-messages setting and, for groups, the members.
+//! Per-chat state, laid out for the common case: most chats are idle, their messages in sealed
+//! segments, with no deletions, no disappearing-messages setting and two users.
+//!
+//! A chat in memory is 72 bytes ([`Chat`]): its head, the two read watermarks of a 1:1 chat, its
+//! first sealed span inline, and one pointer to the rarely used rest ([`Extra`]). The runs of
+//! its messages in the active segment live beside it, in the shard's [`ActiveRuns`], only while
+//! that segment is active; sealing moves them to the segment's index file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use missive_log::{BatchPos, ShardId, UserId};
+use missive_log::{BatchPos, ChatId, ShardId, UserId};
 
 /// A run of a chat's consecutive messages stored in one batch: where to read them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +44,63 @@ pub(crate) struct SealedSpan {
     pub(crate) first_ts: u64,
 }
 
+/// A chat's sealed spans in seq order (one per sealed segment holding its messages). An idle
+/// chat has one or two: the first is kept inline, so it costs no allocation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Spans {
+    #[default]
+    None,
+    One(SealedSpan),
+    Many(Box<[SealedSpan]>),
+}
+
+impl Spans {
+    pub(crate) fn as_slice(&self) -> &[SealedSpan] {
+        match self {
+            Spans::None => &[],
+            Spans::One(span) => std::slice::from_ref(span),
+            Spans::Many(spans) => spans,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Appends a span, growing by exactly one: a chat seals a span per segment it touched, so
+    /// this is rare, and a default growth step would give every idle chat spare room.
+    pub(crate) fn push(&mut self, span: SealedSpan) {
+        *self = match std::mem::take(self) {
+            Spans::None => Spans::One(span),
+            Spans::One(first) => Spans::Many(Box::new([first, span])),
+            Spans::Many(spans) => {
+                let mut spans = spans.into_vec();
+                spans.reserve_exact(1);
+                spans.push(span);
+                Spans::Many(spans.into_boxed_slice())
+            }
+        };
+    }
+
+    /// Keeps the spans `keep` accepts.
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&SealedSpan) -> bool) {
+        let kept: Vec<SealedSpan> = self.as_slice().iter().copied().filter(keep).collect();
+        if kept.len() != self.len() {
+            *self = Spans::from(kept);
+        }
+    }
+}
+
+impl From<Vec<SealedSpan>> for Spans {
+    fn from(spans: Vec<SealedSpan>) -> Spans {
+        match spans.len() {
+            0 => Spans::None,
+            1 => Spans::One(spans[0]),
+            _ => Spans::Many(spans.into_boxed_slice()),
+        }
+    }
+}
+
 /// A member's standing in a group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -48,15 +110,9 @@ pub enum Role {
     Admin,
 }
 
-/// One chat as the index knows it.
+/// What few chats have: deletions, a disappearing-messages setting, group members.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Chat {
-    /// The last message's seq (0: none yet).
-    pub(crate) head: u64,
-    /// Its messages in sealed segments, in seq order: one span per segment, the runs on disk.
-    pub(crate) sealed: Vec<SealedSpan>,
-    /// Where its messages in the shard's active segment are, in seq order.
-    pub(crate) runs: Vec<Run>,
+pub(crate) struct Extra {
     /// Seqs deleted for everyone, sorted.
     pub(crate) deleted: Vec<u64>,
     /// The disappearing-messages setting (0: off).
@@ -65,18 +121,89 @@ pub(crate) struct Chat {
     pub(crate) members: Option<BTreeMap<UserId, Role>>,
 }
 
+/// One chat as the index knows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Chat {
+    /// The last message's seq (0: none yet).
+    pub(crate) head: u64,
+    /// For a 1:1 chat, the read watermarks of its lower and its higher user id. (A group's are
+    /// in the receipts' map: a group has many members and there are few groups.)
+    pub(crate) read: [u64; 2],
+    /// Its messages in sealed segments, in seq order: one span per segment, the runs on disk.
+    pub(crate) sealed: Spans,
+    /// The rest, allocated by the first deletion, TTL setting or group change.
+    pub(crate) extra: Option<Box<Extra>>,
+}
+
 impl Chat {
-    /// Records that message `seq` (timestamp `ts`) is in the batch at `pos`.
-    pub(crate) fn push(&mut self, seq: u64, ts: u64, pos: BatchPos, lsn: u64, body_offset: usize) {
-        debug_assert!(seq > self.head);
-        self.head = seq;
-        if let Some(last) = self.runs.last_mut()
+    pub(crate) fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    pub(crate) fn ttl_ms(&self) -> u64 {
+        self.extra.as_ref().map_or(0, |extra| extra.ttl_ms)
+    }
+
+    pub(crate) fn members(&self) -> Option<&BTreeMap<UserId, Role>> {
+        self.extra.as_ref()?.members.as_ref()
+    }
+
+    pub(crate) fn deleted(&self) -> &[u64] {
+        self.extra.as_ref().map_or(&[], |extra| &extra.deleted)
+    }
+
+    pub(crate) fn mark_deleted(&mut self, seq: u64) {
+        let deleted = &mut self.extra_mut().deleted;
+        if let Err(at) = deleted.binary_search(&seq) {
+            deleted.insert(at, seq);
+        }
+    }
+
+    pub(crate) fn is_deleted(&self, seq: u64) -> bool {
+        self.deleted().binary_search(&seq).is_ok()
+    }
+}
+
+/// Which of a 1:1 chat's two read watermarks is `user`'s (`None`: not one of its users).
+pub(crate) fn direct_side(chat: ChatId, user: UserId) -> Option<usize> {
+    let (low, high) = chat.direct_users()?;
+    if user == low {
+        Some(0)
+    } else if user == high {
+        Some(1)
+    } else {
+        None
+    }
+}
+
+/// The runs of one shard's active segment, per chat: what sealing moves to the segment's index
+/// file. Only chats written since the segment opened have an entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ActiveRuns {
+    /// The segment (its first LSN; 0: none yet).
+    pub(crate) segment: u64,
+    pub(crate) runs: HashMap<ChatId, Vec<Run>>,
+}
+
+impl ActiveRuns {
+    /// Records that message `seq` (timestamp `ts`) of `chat` is in the batch at `pos`.
+    pub(crate) fn push(
+        &mut self,
+        chat: ChatId,
+        seq: u64,
+        ts: u64,
+        pos: BatchPos,
+        lsn: u64,
+        body_offset: usize,
+    ) {
+        let runs = self.runs.entry(chat).or_default();
+        if let Some(last) = runs.last_mut()
             && (last.segment, last.offset) == (pos.segment, pos.offset)
         {
             last.last_seq = seq;
             return;
         }
-        self.runs.push(Run {
+        runs.push(Run {
             first_seq: seq,
             last_seq: seq,
             first_ts: ts,
@@ -87,13 +214,102 @@ impl Chat {
         });
     }
 
-    pub(crate) fn mark_deleted(&mut self, seq: u64) {
-        if let Err(at) = self.deleted.binary_search(&seq) {
-            self.deleted.insert(at, seq);
+    pub(crate) fn of(&self, chat: ChatId) -> &[Run] {
+        self.runs.get(&chat).map_or(&[], Vec::as_slice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_chat_is_small() {
+        assert_eq!(std::mem::size_of::<Chat>(), 72);
+    }
+
+    #[test]
+    fn spans_grow_by_one_and_retain() {
+        let span = |segment| SealedSpan {
+            segment,
+            first_seq: segment,
+            last_seq: segment,
+            first_ts: 0,
+        };
+        let mut spans = Spans::default();
+        for segment in 1..=4 {
+            spans.push(span(segment));
+            assert_eq!(spans.len(), segment as usize);
+        }
+        spans.retain(|s| s.segment > 3);
+        assert_eq!(spans, Spans::One(span(4)));
+        spans.retain(|_| false);
+        assert_eq!(spans, Spans::None);
+    }
+}
+
+/// A chat id as a map key: two `u64`s, aligned to 8 bytes. A `u128` key would align each
+/// `(key, Chat)` slot to 16 and pad it from 88 bytes to 96, on every chat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ChatKey(u64, u64);
+
+impl From<ChatId> for ChatKey {
+    fn from(chat: ChatId) -> ChatKey {
+        let raw = chat.to_u128();
+        ChatKey((raw >> 64) as u64, raw as u64)
+    }
+}
+
+impl From<ChatKey> for ChatId {
+    fn from(key: ChatKey) -> ChatId {
+        ChatId::from_u128((u128::from(key.0) << 64) | u128::from(key.1))
+    }
+}
+
+/// Every chat the index knows, by id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Chats(HashMap<ChatKey, Chat>);
+
+impl Chats {
+    pub(crate) fn get(&self, chat: ChatId) -> Option<&Chat> {
+        self.0.get(&ChatKey::from(chat))
+    }
+
+    pub(crate) fn get_mut(&mut self, chat: ChatId) -> Option<&mut Chat> {
+        self.0.get_mut(&ChatKey::from(chat))
+    }
+
+    /// The chat, created empty if it is new.
+    pub(crate) fn entry(&mut self, chat: ChatId) -> &mut Chat {
+        self.0.entry(ChatKey::from(chat)).or_default()
+    }
+
+    /// Adds a chat; false if it was there already (and is left as it was).
+    pub(crate) fn insert_new(&mut self, id: ChatId, chat: Chat) -> bool {
+        match self.0.entry(ChatKey::from(id)) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(chat);
+                true
+            }
         }
     }
 
-    pub(crate) fn is_deleted(&self, seq: u64) -> bool {
-        self.deleted.binary_search(&seq).is_ok()
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (ChatId, &Chat)> {
+        self.0.iter().map(|(key, chat)| (ChatId::from(*key), chat))
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (ChatId, &mut Chat)> {
+        self.0
+            .iter_mut()
+            .map(|(key, chat)| (ChatId::from(*key), chat))
     }
 }

@@ -23,19 +23,19 @@
 //! (user 8, chat 16, device 4, seq 8). Maps are written in key order, so equal indexes give
 //! equal files.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use missive_log::{ChatId, DeviceId, Log, Lsn, ShardId, UserId};
 
-use crate::chat::{Chat, Role, Run, SealedSpan};
+use crate::chat::{ActiveRuns, Chat, Extra, Role, Run, SealedSpan, Spans};
 use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::receipts::Receipts;
+use crate::receipts::{Receipts, delivered_chat, delivered_key};
 use crate::wire::{Framed, RUN_BYTES, Reader, Writer, read_framed, write_framed};
 
 /// The checkpoint format version this build writes and reads.
-pub const CHECKPOINT_VERSION: u16 = 1;
+pub const CHECKPOINT_VERSION: u16 = 2;
 
 const MAGIC: [u8; 8] = *b"MSVINDEX";
 const FILE: &str = "INDEX";
@@ -95,29 +95,37 @@ impl Index {
         w.u32(self.applied.len() as u32);
         for (lsn, active) in self.applied.iter().zip(&self.active) {
             w.u64(lsn.0);
-            w.u64(*active);
+            w.u64(active.segment);
+            let runs: BTreeMap<&ChatId, &Vec<Run>> = active.runs.iter().collect();
+            w.u64(runs.len() as u64);
+            for (id, runs) in runs {
+                w.u128(id.to_u128());
+                w.u32(runs.len() as u32);
+                for run in runs {
+                    w.run(run);
+                }
+            }
         }
-        let chats: BTreeMap<&ChatId, &Chat> = self.chats.iter().collect();
+        let chats: BTreeMap<ChatId, &Chat> = self.chats.iter().collect();
         w.u64(chats.len() as u64);
         for (id, chat) in chats {
             w.u128(id.to_u128());
             w.u64(chat.head);
-            w.u64(chat.ttl_ms);
-            w.u32(chat.sealed.len() as u32);
-            for span in &chat.sealed {
+            w.u64(chat.read[0]);
+            w.u64(chat.read[1]);
+            w.u64(chat.ttl_ms());
+            let spans = chat.sealed.as_slice();
+            w.u32(spans.len() as u32);
+            for span in spans {
                 for value in [span.segment, span.first_seq, span.last_seq, span.first_ts] {
                     w.u64(value);
                 }
             }
-            w.u32(chat.runs.len() as u32);
-            for run in &chat.runs {
-                w.run(run);
-            }
-            w.u32(chat.deleted.len() as u32);
-            for seq in &chat.deleted {
+            w.u32(chat.deleted().len() as u32);
+            for seq in chat.deleted() {
                 w.u64(*seq);
             }
-            match &chat.members {
+            match chat.members() {
                 None => w.u8(0),
                 Some(members) => {
                     w.u8(1);
@@ -129,13 +137,14 @@ impl Index {
                 }
             }
         }
+        // 1:1 memberships are not written: they follow from the chats with messages.
         let receipts = &self.receipts;
-        w.u64(receipts.member_of.len() as u64);
-        for (user, chat) in &receipts.member_of {
+        w.u64(receipts.groups.len() as u64);
+        for (user, chat) in receipts.groups() {
             w.u64(user.0);
             w.u128(chat.to_u128());
         }
-        let read: BTreeMap<&(UserId, ChatId), &u64> = receipts.read.iter().collect();
+        let read: BTreeMap<&(UserId, ChatId), &u64> = receipts.group_read.iter().collect();
         w.u64(read.len() as u64);
         for ((user, chat), seq) in read {
             w.u64(user.0);
@@ -143,11 +152,11 @@ impl Index {
             w.u64(*seq);
         }
         w.u64(receipts.delivered.len() as u64);
-        for ((user, chat, device), seq) in &receipts.delivered {
-            w.u64(user.0);
-            w.u128(chat.to_u128());
-            w.u32(device.0);
-            w.u64(*seq);
+        for (key, seq) in receipts.delivered.iter() {
+            w.u64(key.0.0);
+            w.u128(delivered_chat(&key).to_u128());
+            w.u32(key.3.0);
+            w.u64(seq);
         }
         w.0
     }
@@ -201,15 +210,35 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
     }
     index.applied.clear();
     index.active.clear();
-    for _ in 0..shards {
+    for shard in 0..shards {
         index.applied.push(Lsn(r.u64()?));
-        index.active.push(r.u64()?);
+        let mut active = ActiveRuns {
+            segment: r.u64()?,
+            runs: HashMap::new(),
+        };
+        for _ in 0..r.count64(20)? {
+            let id = ChatId::from_u128(r.u128()?);
+            let runs = (0..r.count(RUN_BYTES)?)
+                .map(|_| r.run())
+                .collect::<Option<Vec<Run>>>()?;
+            let misplaced = id.shard(shards as u32).0 as usize != shard
+                || runs.iter().any(|run| run.segment != active.segment)
+                || runs.is_empty();
+            if misplaced || active.runs.insert(id, runs).is_some() {
+                return None;
+            }
+        }
+        index.active.push(active);
     }
-    index.touched = vec![BTreeSet::new(); shards];
     index.chats.clear();
-    for _ in 0..r.count64(16)? {
+    let receipts = &mut index.receipts;
+    *receipts = Receipts::default();
+    let chats = r.count64(16)?;
+    index.chats.reserve(chats);
+    for _ in 0..chats {
         let id = ChatId::from_u128(r.u128()?);
         let head = r.u64()?;
+        let read = [r.u64()?, r.u64()?];
         let ttl_ms = r.u64()?;
         let mut sealed = Vec::new();
         for _ in 0..r.count(32)? {
@@ -223,12 +252,6 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
                 last_seq,
                 first_ts,
             });
-        }
-        let runs = (0..r.count(RUN_BYTES)?)
-            .map(|_| r.run())
-            .collect::<Option<Vec<Run>>>()?;
-        if runs.iter().any(|run| run.last_seq > head) {
-            return None;
         }
         let deleted = (0..r.count(8)?)
             .map(|_| r.u64())
@@ -250,35 +273,49 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
             }
             _ => return None,
         };
-        if !runs.is_empty() {
-            let shard = id.shard(shards as u32).0 as usize;
-            index.touched[shard].insert(id);
+        let shard = id.shard(shards as u32).0 as usize;
+        if index.active[shard]
+            .of(id)
+            .iter()
+            .any(|run| run.last_seq > head)
+        {
+            return None;
         }
-        index.chats.insert(
-            id,
-            Chat {
-                head,
-                sealed,
-                runs,
+        if head > 0
+            && let Some((a, b)) = id.direct_users()
+        {
+            receipts.join_direct(a, b);
+        }
+        let extra = (ttl_ms != 0 || !deleted.is_empty() || members.is_some()).then(|| {
+            Box::new(Extra {
                 deleted,
                 ttl_ms,
                 members,
-            },
-        );
+            })
+        });
+        let chat = Chat {
+            head,
+            read,
+            sealed: Spans::from(sealed),
+            extra,
+        };
+        if !index.chats.insert_new(id, chat) {
+            return None;
+        }
     }
-    let receipts = &mut index.receipts;
-    *receipts = Receipts::default();
     for _ in 0..r.count64(24)? {
-        receipts
-            .member_of
-            .insert((UserId(r.u64()?), ChatId::from_u128(r.u128()?)));
+        let (user, chat) = (UserId(r.u64()?), ChatId::from_u128(r.u128()?));
+        if chat.is_direct() {
+            return None;
+        }
+        receipts.join_group(user, chat);
     }
     for _ in 0..r.count64(32)? {
         let key = (UserId(r.u64()?), ChatId::from_u128(r.u128()?));
-        receipts.read.insert(key, r.u64()?);
+        receipts.group_read.insert(key, r.u64()?);
     }
     for _ in 0..r.count64(36)? {
-        let key = (
+        let key = delivered_key(
             UserId(r.u64()?),
             ChatId::from_u128(r.u128()?),
             DeviceId(r.u32()?),

@@ -1,7 +1,7 @@
 //! The index: applies log records in LSN order and answers queries by reading a handful of
 //! batches back from the log.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use missive_log::{
     Timestamp, UserId,
 };
 
-use crate::chat::{Chat, Role, Run, SealedSpan};
+use crate::chat::{ActiveRuns, Chat, Chats, Role, Run, SealedSpan, direct_side};
 use crate::codec::{GroupChange, GroupOp, Message, Payload, ReceiptKind};
 use crate::error::{Error, Result};
 use crate::receipts::Receipts;
@@ -85,11 +85,9 @@ pub struct Index {
     pub(crate) log_id: u64,
     /// Per shard, the next LSN to apply.
     pub(crate) applied: Vec<Lsn>,
-    /// Per shard, the segment of the last batch applied (0: none): runs in memory are in it.
-    pub(crate) active: Vec<u64>,
-    /// Per shard, the chats with runs in the active segment (derived from the runs).
-    pub(crate) touched: Vec<BTreeSet<ChatId>>,
-    pub(crate) chats: HashMap<ChatId, Chat>,
+    /// Per shard, the segment of the last batch applied and the runs of chats in it.
+    pub(crate) active: Vec<ActiveRuns>,
+    pub(crate) chats: Chats,
     pub(crate) receipts: Receipts,
     pub(crate) home: Home,
     pub(crate) cache: SegmentCache,
@@ -109,9 +107,8 @@ impl Index {
         Index {
             log_id: log.id(),
             applied: vec![Lsn::FIRST; log.shard_count() as usize],
-            active: vec![0; log.shard_count() as usize],
-            touched: vec![BTreeSet::new(); log.shard_count() as usize],
-            chats: HashMap::new(),
+            active: vec![ActiveRuns::default(); log.shard_count() as usize],
+            chats: Chats::default(),
             receipts: Receipts::default(),
             home: Home {
                 storage: Arc::clone(log.storage()),
@@ -149,12 +146,12 @@ impl Index {
     /// records applied.
     pub fn apply_batch(&mut self, pos: BatchPos, batch: &DecodedBatch) -> Result<u64> {
         let shard = pos.shard.0 as usize;
-        if pos.segment > self.active[shard] {
+        if pos.segment > self.active[shard].segment {
             // The log moved to a new segment, so the previous one is sealed.
-            if self.active[shard] != 0 {
+            if self.active[shard].segment != 0 {
                 self.seal(pos.shard.0)?;
             }
-            self.active[shard] = pos.segment;
+            self.active[shard].segment = pos.segment;
         }
         let mut applied = 0;
         let mut entries = batch.entries();
@@ -174,31 +171,27 @@ impl Index {
     /// Moves the runs of the shard's active segment to that segment's index file, leaving one
     /// span per chat in memory. The file is durable before anything refers to it.
     fn seal(&mut self, shard: u32) -> Result<()> {
-        let segment = self.active[shard as usize];
+        let active = &mut self.active[shard as usize];
+        let segment = active.segment;
         let shard_count = self.applied.len() as u32;
-        let mut file: BTreeMap<ChatId, Vec<Run>> = BTreeMap::new();
         // Only the chats the segment touched: walking every chat cost rebuilds an eighth.
-        for id in std::mem::take(&mut self.touched[shard as usize]) {
-            let Some(chat) = self.chats.get_mut(&id) else {
+        let file: BTreeMap<ChatId, Vec<Run>> = std::mem::take(&mut active.runs)
+            .into_iter()
+            .filter(|(_, runs)| !runs.is_empty())
+            .collect();
+        for (id, runs) in &file {
+            debug_assert_eq!(id.shard(shard_count).0, shard);
+            debug_assert!(runs.iter().all(|run| run.segment == segment));
+            let Some(chat) = self.chats.get_mut(*id) else {
                 continue;
             };
-            debug_assert_eq!(id.shard(shard_count).0, shard);
-            if chat.runs.is_empty() {
-                continue;
-            }
-            debug_assert!(chat.runs.iter().all(|run| run.segment == segment));
-            let runs = std::mem::take(&mut chat.runs);
             let (first, last) = (runs[0], runs[runs.len() - 1]);
-            // Grow by exactly one: most chats are idle and touch few segments, and a default
-            // growth step would give each one 128 bytes of spare spans.
-            chat.sealed.reserve_exact(1);
             chat.sealed.push(SealedSpan {
                 segment,
                 first_seq: first.first_seq,
                 last_seq: last.last_seq,
                 first_ts: first.first_ts,
             });
-            file.insert(id, runs);
         }
         let home = &self.home;
         segment_index::write(
@@ -223,7 +216,7 @@ impl Index {
         let chat_id = record.chat;
         match payload {
             Payload::Message(message) => {
-                let chat = self.chats.entry(chat_id).or_default();
+                let chat = self.chats.entry(chat_id);
                 let seq = message.seq.0;
                 // After retention, a rebuild may first see a later seq; otherwise seqs are dense.
                 let dense = chat.head == 0 || seq == chat.head + 1;
@@ -235,51 +228,82 @@ impl Index {
                     });
                 }
                 let first_seen = chat.head == 0;
-                if chat.runs.is_empty() {
-                    self.touched[pos.shard.0 as usize].insert(chat_id);
-                }
-                chat.push(seq, record.timestamp.0, pos, entry.lsn.0, body_offset);
+                chat.head = seq;
+                self.active[pos.shard.0 as usize].push(
+                    chat_id,
+                    seq,
+                    record.timestamp.0,
+                    pos,
+                    entry.lsn.0,
+                    body_offset,
+                );
                 self.tails.push(chat_id, || {
                     stored_view(entry.lsn, record.timestamp, message.clone())
                 });
                 // A 1:1 chat joins its users' lists with its first message (once: rebuilds
                 // spent a tenth of their time re-inserting it on every message).
                 if first_seen && let Some((a, b)) = chat_id.direct_users() {
-                    self.receipts.join(a, chat_id);
-                    self.receipts.join(b, chat_id);
+                    self.receipts.join_direct(a, b);
                 }
                 // Sending implies having read (and, on the sending device, received) the chat
                 // up to one's own message.
-                self.receipts.raise_read(message.sender, chat_id, seq);
+                self.raise_read(message.sender, chat_id, seq);
                 self.receipts
                     .raise_delivered(message.sender, message.sender_device, chat_id, seq);
             }
             Payload::Receipt(receipt) => {
-                let head = self.chats.get(&chat_id).map_or(0, |chat| chat.head);
-                let up_to = receipt.up_to.0.min(head);
+                // Only the chat's users have watermarks in it: a receipt from anyone else (the
+                // engine refuses to write one) changes nothing.
+                let Some(chat) = self.chats.get(chat_id) else {
+                    return Ok(());
+                };
+                let member = match chat_id.direct_users() {
+                    Some(_) => direct_side(chat_id, receipt.user).is_some(),
+                    None => chat
+                        .members()
+                        .is_some_and(|m| m.contains_key(&receipt.user)),
+                };
+                if !member {
+                    return Ok(());
+                }
+                let up_to = receipt.up_to.0.min(chat.head);
                 self.receipts
                     .raise_delivered(receipt.user, receipt.device, chat_id, up_to);
                 if receipt.kind == ReceiptKind::Read {
-                    self.receipts.raise_read(receipt.user, chat_id, up_to);
+                    self.raise_read(receipt.user, chat_id, up_to);
                 }
             }
             Payload::Tombstone(tombstone) => {
-                self.chats
-                    .entry(chat_id)
-                    .or_default()
-                    .mark_deleted(tombstone.seq.0);
+                self.chats.entry(chat_id).mark_deleted(tombstone.seq.0);
             }
             Payload::Expiry(expiry) => {
-                self.chats.entry(chat_id).or_default().ttl_ms = expiry.ttl_ms;
+                let chat = self.chats.entry(chat_id);
+                if expiry.ttl_ms != chat.ttl_ms() {
+                    chat.extra_mut().ttl_ms = expiry.ttl_ms;
+                }
             }
             Payload::GroupChange(change) => self.apply_group_change(chat_id, &change),
         }
         Ok(())
     }
 
+    /// Raises `user`'s read watermark in the chat: inline in a 1:1 chat (ignored for anyone but
+    /// its two users), in the receipts' map for a group.
+    fn raise_read(&mut self, user: UserId, chat_id: ChatId, to: u64) {
+        if chat_id.is_direct() {
+            if let (Some(side), Some(chat)) =
+                (direct_side(chat_id, user), self.chats.get_mut(chat_id))
+            {
+                chat.read[side] = chat.read[side].max(to);
+            }
+        } else {
+            self.receipts.raise_group_read(user, chat_id, to);
+        }
+    }
+
     fn apply_group_change(&mut self, chat_id: ChatId, change: &GroupChange) {
-        let chat = self.chats.entry(chat_id).or_default();
-        let members = chat.members.get_or_insert_with(BTreeMap::new);
+        let chat = self.chats.entry(chat_id);
+        let members = chat.extra_mut().members.get_or_insert_with(BTreeMap::new);
         let mut joined = Vec::new();
         let mut left = Vec::new();
         match change.op {
@@ -318,10 +342,10 @@ impl Index {
             }
         }
         for user in joined {
-            self.receipts.join(user, chat_id);
+            self.receipts.join_group(user, chat_id);
         }
         for user in left {
-            self.receipts.leave(user, chat_id);
+            self.receipts.leave_group(user, chat_id);
         }
     }
 
@@ -354,11 +378,15 @@ impl Index {
         }
         let mut dropped = 0;
         let mut gone = BTreeSet::new();
-        for (chat_id, chat) in &mut self.chats {
-            let shard = log.shard_of(*chat_id).0;
-            let before = chat.runs.len() + chat.sealed.len();
-            chat.runs
-                .retain(|run| live[shard as usize].contains(&run.segment));
+        for (shard, active) in self.active.iter_mut().enumerate() {
+            if !live[shard].contains(&active.segment) {
+                dropped += active.runs.values().map(Vec::len).sum::<usize>();
+                active.runs.clear();
+            }
+        }
+        for (chat_id, chat) in self.chats.iter_mut() {
+            let shard = log.shard_of(chat_id).0;
+            let before = chat.sealed.len();
             chat.sealed.retain(|span| {
                 let keep = live[shard as usize].contains(&span.segment);
                 if !keep {
@@ -366,7 +394,7 @@ impl Index {
                 }
                 keep
             });
-            dropped += before - chat.runs.len() - chat.sealed.len();
+            dropped += before - chat.sealed.len();
         }
         for (shard, segment) in gone {
             self.cache.forget(shard, segment);
@@ -390,20 +418,20 @@ impl Index {
 
     /// The chat's newest message's seq (0: none).
     pub fn head(&self, chat: ChatId) -> Seq {
-        Seq(self.chats.get(&chat).map_or(0, |c| c.head))
+        Seq(self.chats.get(chat).map_or(0, |c| c.head))
     }
 
     /// The chat's disappearing-messages setting (0: off).
     pub fn chat_ttl_ms(&self, chat: ChatId) -> u64 {
-        self.chats.get(&chat).map_or(0, |c| c.ttl_ms)
+        self.chats.get(chat).map_or(0, Chat::ttl_ms)
     }
 
     /// A group's members and roles (`None` for a chat that is not a group).
     pub fn members(&self, chat: ChatId) -> Option<&BTreeMap<UserId, Role>> {
-        self.chats.get(&chat)?.members.as_ref()
+        self.chats.get(chat)?.members()
     }
 
-    /// The chats a user is in.
+    /// The chats a user is in: 1:1 chats, then groups, each in id order.
     pub fn chats_of(&self, user: UserId) -> impl Iterator<Item = ChatId> + '_ {
         self.receipts.chats_of(user)
     }
@@ -429,7 +457,7 @@ impl Index {
         n: usize,
         now: Timestamp,
     ) -> Result<Vec<MessageView>> {
-        let Some(state) = self.chats.get(&chat) else {
+        let Some(state) = self.chats.get(chat) else {
             return Ok(Vec::new());
         };
         let visible = |stored: &MessageView| restyle(state, stored, now);
@@ -513,19 +541,21 @@ impl Index {
 
     /// The seq of the chat's first message stored at or after `t` (head + 1 if none).
     fn first_at_or_after(&self, log: &Log, chat: ChatId, t: Timestamp) -> Result<u64> {
-        let Some(state) = self.chats.get(&chat) else {
+        let Some(state) = self.chats.get(chat) else {
             return Ok(1);
         };
         // Timestamps never go backwards within a chat, so the first message at or after `t` is
         // in the last span (or active run) starting at or before `t`, or first in the next one.
         let mut starts: Vec<(u64, u64, u64)> = state
             .sealed
+            .as_slice()
             .iter()
             .map(|s| (s.first_ts, s.first_seq, s.last_seq))
             .collect();
+        let shard = log.shard_of(chat).0 as usize;
         starts.extend(
-            state
-                .runs
+            self.active[shard]
+                .of(chat)
                 .iter()
                 .map(|r| (r.first_ts, r.first_seq, r.last_seq)),
         );
@@ -563,7 +593,7 @@ impl Index {
         now: Timestamp,
     ) -> Result<Vec<MessageView>> {
         let mut out = Vec::new();
-        let Some(state) = self.chats.get(&chat) else {
+        let Some(state) = self.chats.get(chat) else {
             return Ok(out);
         };
         if limit == 0 || low > high {
@@ -572,8 +602,9 @@ impl Index {
         let shard = log.shard_of(chat);
         // The chat's messages: sealed spans (runs in segment index files), then the active
         // segment's runs; each source is opened only when the walk reaches it.
-        let spans = &state.sealed[state.sealed.partition_point(|s| s.last_seq < low)
-            ..state.sealed.partition_point(|s| s.first_seq <= high)];
+        let sealed = state.sealed.as_slice();
+        let spans = &sealed[sealed.partition_point(|s| s.last_seq < low)
+            ..sealed.partition_point(|s| s.first_seq <= high)];
         let mut sources: Vec<Option<&SealedSpan>> = spans.iter().map(Some).collect();
         sources.push(None);
         if direction == Direction::Backward {
@@ -587,7 +618,7 @@ impl Index {
                     sealed_runs = segment.runs_of(chat);
                     &sealed_runs
                 }
-                None => &state.runs,
+                None => self.active[shard.0 as usize].of(chat),
             };
 
             let runs = &runs[runs.partition_point(|run| run.last_seq < low)
@@ -638,12 +669,13 @@ impl Index {
         Ok(out)
     }
 
-    /// The chats holding messages `device` of `user` has not received, oldest chat id first.
+    /// The chats holding messages `device` of `user` has not received, in the order of
+    /// [`chats_of`](Index::chats_of).
     pub fn inbox(&self, user: UserId, device: DeviceId) -> Vec<InboxEntry> {
         self.receipts
             .chats_of(user)
             .filter_map(|chat| {
-                let head = self.chats.get(&chat).map_or(0, |c| c.head);
+                let head = self.chats.get(chat).map_or(0, |c| c.head);
                 let done = self.receipts.delivered(user, device, chat);
                 (head > done).then_some(InboxEntry {
                     chat,
@@ -676,7 +708,14 @@ impl Index {
 
     /// The user's read watermark in a chat.
     pub fn read_up_to(&self, user: UserId, chat: ChatId) -> Seq {
-        Seq(self.receipts.read(user, chat))
+        if chat.is_direct() {
+            let read = direct_side(chat, user)
+                .zip(self.chats.get(chat))
+                .map_or(0, |(side, state)| state.read[side]);
+            Seq(read)
+        } else {
+            Seq(self.receipts.group_read(user, chat))
+        }
     }
 
     /// The device's delivered watermark in a chat.
@@ -694,7 +733,7 @@ impl Index {
 
     /// The state of message `seq` for `recipient`, by comparing watermarks with the seq.
     pub fn status(&self, recipient: UserId, chat: ChatId, seq: Seq) -> Status {
-        if self.receipts.read(recipient, chat) >= seq.0 {
+        if self.read_up_to(recipient, chat).0 >= seq.0 {
             Status::Read
         } else if self.receipts.delivered_anywhere(recipient, chat, seq.0) {
             Status::Delivered

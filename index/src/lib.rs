@@ -55,6 +55,7 @@
 
 mod chat;
 mod checkpoint;
+mod chunked;
 pub mod codec;
 mod error;
 mod index;

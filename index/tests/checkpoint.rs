@@ -9,10 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use missive_index::Index;
 use missive_index::codec::{
     ContentKind, GroupChange, GroupOp, Message, Payload, Receipt, ReceiptKind,
 };
+use missive_index::{CHECKPOINT_VERSION, Index};
 use missive_log::{
     ChatId, DeviceId, Durability, Log, LogConfig, Record, Seq, SimStorage, Timestamp, UserId,
 };
@@ -172,11 +172,14 @@ fn another_version_another_log_or_a_checkpoint_ahead_of_the_log_is_rejected() {
     let (log, index) = fixture(&disk, "/log", 12);
     let original = disk.file_content(Path::new(INDEX)).unwrap();
 
-    let mut newer = original.clone();
-    newer[8] = 2;
-    disk.set_file_content(Path::new(INDEX), newer);
-    let reason = assert_rejected_and_rebuilt(&log, &index, "version 2");
-    assert!(reason.contains("version"), "{reason}");
+    // A newer version, and the older one this build no longer reads.
+    for version in [CHECKPOINT_VERSION + 1, CHECKPOINT_VERSION - 1] {
+        let mut other = original.clone();
+        other[8..10].copy_from_slice(&version.to_le_bytes());
+        disk.set_file_content(Path::new(INDEX), other);
+        let reason = assert_rejected_and_rebuilt(&log, &index, &format!("version {version}"));
+        assert!(reason.contains("version"), "{reason}");
+    }
 
     // The checkpoint of another log (same shape, other id) in this log's index folder.
     let other = SimStorage::new();

@@ -343,6 +343,18 @@ impl Harness {
                     up_to: Seq(up_to),
                 };
                 self.append(chat, Payload::Receipt(receipt));
+                // Receipts from users outside the chat change nothing.
+                let member = match chat.direct_users() {
+                    Some((a, b)) => user == a.0 || user == b.0,
+                    None => self
+                        .model
+                        .members
+                        .get(&chat)
+                        .is_some_and(|m| m.contains_key(&user)),
+                };
+                if !member || !self.model.chats.contains_key(&chat) {
+                    return;
+                }
                 let delivered = self
                     .model
                     .delivered

@@ -1,0 +1,188 @@
+//! A compact ordered map for the index's large, mostly idle tables (1:1 memberships, delivered
+//! watermarks): sorted chunks of at most [`CHUNK_MAX`] entries in exactly sized vectors, found
+//! through a B-tree of their first keys.
+//!
+//! `std`'s `BTreeMap` holds 11 entries per node and leaves nodes about half full when keys
+//! arrive in order (as they do here: new users, new chats), so a 40-byte entry cost ~80 bytes.
+//! Here an entry costs its own size plus ~1/8 spare room and ~1 byte of chunk overhead; an insert
+//! or update is a B-tree lookup and a binary search, plus a move of at most a chunk.
+
+use std::collections::BTreeMap;
+
+/// Entries per chunk before it splits in two.
+pub(crate) const CHUNK_MAX: usize = 128;
+
+/// An ordered map of `Copy` keys and values. See the [module documentation](self).
+#[derive(Clone, Debug)]
+pub(crate) struct ChunkedMap<K, V> {
+    /// Each chunk under its first key; chunks are sorted, non-empty and do not overlap.
+    chunks: BTreeMap<K, Vec<(K, V)>>,
+    len: usize,
+}
+
+impl<K, V> Default for ChunkedMap<K, V> {
+    fn default() -> Self {
+        ChunkedMap {
+            chunks: BTreeMap::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<K: Ord + Copy, V: Copy> ChunkedMap<K, V> {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first key of the chunk that holds `key` or would: the last chunk starting at or
+    /// before it, else the first chunk.
+    fn home(&self, key: &K) -> Option<K> {
+        self.chunks
+            .range(..=key)
+            .next_back()
+            .or_else(|| self.chunks.iter().next())
+            .map(|(first, _)| *first)
+    }
+
+    pub(crate) fn get(&self, key: &K) -> Option<V> {
+        let chunk = &self.chunks[&self.home(key)?];
+        let at = chunk.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+        Some(chunk[at].1)
+    }
+
+    /// The value under `key`, inserting `default` first if there is none.
+    pub(crate) fn get_or_insert(&mut self, key: K, default: V) -> &mut V {
+        let Some(first) = self.home(&key) else {
+            self.len += 1;
+            return &mut self
+                .chunks
+                .entry(key)
+                .or_insert_with(|| vec![(key, default)])[0]
+                .1;
+        };
+        let at = match self.chunks[&first].binary_search_by(|(k, _)| k.cmp(&key)) {
+            Ok(at) => at,
+            Err(at) => {
+                self.len += 1;
+                let mut chunk = self.chunks.remove(&first).expect("the home chunk exists");
+                if chunk.len() == chunk.capacity() {
+                    chunk.reserve_exact((chunk.len() / 8).max(2));
+                }
+                chunk.insert(at, (key, default));
+                let first = chunk[0].0;
+                if chunk.len() > CHUNK_MAX {
+                    let mut upper = chunk.split_off(chunk.len() / 2);
+                    upper.shrink_to(upper.len() + upper.len() / 8);
+                    chunk.shrink_to(chunk.len() + chunk.len() / 8);
+                    self.chunks.insert(upper[0].0, upper);
+                }
+                self.chunks.insert(first, chunk);
+                // Where the key went: one of the (possibly split) chunks around it.
+                let first = self.home(&key).expect("just inserted");
+                let chunk = self.chunks.get_mut(&first).expect("just inserted");
+                let at = chunk
+                    .binary_search_by(|(k, _)| k.cmp(&key))
+                    .expect("just inserted");
+                return &mut chunk[at].1;
+            }
+        };
+        &mut self.chunks.get_mut(&first).expect("the home chunk exists")[at].1
+    }
+
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        *self.get_or_insert(key, value) = value;
+    }
+
+    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
+        let first = self.home(key)?;
+        let chunk = self.chunks.get_mut(&first)?;
+        let at = chunk.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
+        let (_, value) = chunk.remove(at);
+        self.len -= 1;
+        if at == 0 || chunk.is_empty() {
+            let chunk = self.chunks.remove(&first).expect("the home chunk exists");
+            if let Some((new_first, _)) = chunk.first() {
+                self.chunks.insert(*new_first, chunk);
+            }
+        }
+        Some(value)
+    }
+
+    /// The entries with keys in `low..=high`, in key order.
+    pub(crate) fn range(&self, low: K, high: K) -> impl Iterator<Item = (K, V)> + '_ {
+        let start = self.home(&low);
+        // No home: the map is empty.
+        let chunks = match start {
+            Some(first) => self.chunks.range(first..),
+            None => self.chunks.range(..),
+        };
+        chunks
+            .flat_map(|(_, chunk)| chunk.iter().copied())
+            .skip_while(move |(k, _)| *k < low)
+            .take_while(move |(k, _)| *k <= high)
+    }
+
+    /// Every entry, in key order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (K, V)> + '_ {
+        self.chunks.values().flat_map(|chunk| chunk.iter().copied())
+    }
+}
+
+/// Equal when they hold the same entries, however they are chunked.
+impl<K: Ord + Copy, V: Copy + PartialEq> PartialEq for ChunkedMap<K, V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl<K: Ord + Copy, V: Copy + Eq> Eq for ChunkedMap<K, V> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn behaves_like_a_btree_map(ops in prop::collection::vec((0u8..4, 0u16..600, any::<u32>()), 0..3000)) {
+            let mut ours = ChunkedMap::default();
+            let mut model = BTreeMap::new();
+            for (op, key, value) in ops {
+                match op {
+                    0 | 1 => {
+                        ours.insert(key, value);
+                        model.insert(key, value);
+                    }
+                    2 => prop_assert_eq!(ours.remove(&key), model.remove(&key)),
+                    _ => {
+                        let low = key.saturating_sub(40);
+                        let got: Vec<_> = ours.range(low, key).collect();
+                        let want: Vec<_> = model.range(low..=key).map(|(k, v)| (*k, *v)).collect();
+                        prop_assert_eq!(got, want);
+                    }
+                }
+                prop_assert_eq!(ours.get(&key), model.get(&key).copied());
+                prop_assert_eq!(ours.len(), model.len());
+            }
+            let all: Vec<_> = model.iter().map(|(k, v)| (*k, *v)).collect();
+            prop_assert_eq!(ours.iter().collect::<Vec<_>>(), all);
+            for chunk in ours.chunks.values() {
+                prop_assert!(!chunk.is_empty() && chunk.len() <= CHUNK_MAX);
+            }
+        }
+    }
+
+    #[test]
+    fn in_order_inserts_leave_chunks_nearly_full() {
+        let mut map = ChunkedMap::default();
+        for key in 0..100_000u64 {
+            map.insert(key, key);
+        }
+        let capacity: usize = map.chunks.values().map(Vec::capacity).sum();
+        assert!(
+            capacity < map.len() * 6 / 5,
+            "{capacity} slots for {}",
+            map.len()
+        );
+    }
+}
