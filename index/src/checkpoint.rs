@@ -29,13 +29,14 @@ use std::path::Path;
 use missive_log::{ChatId, DeviceId, Log, Lsn, ShardId, UserId};
 
 use crate::chat::{ActiveRuns, Chat, Extra, Role, Run, SealedSpan, Spans};
+use crate::dedup::{Dedup, Sent};
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::receipts::{Receipts, delivered_chat, delivered_key};
 use crate::wire::{Framed, RUN_BYTES, Reader, Writer, read_framed, write_framed};
 
 /// The checkpoint format version this build writes and reads.
-pub const CHECKPOINT_VERSION: u16 = 2;
+pub const CHECKPOINT_VERSION: u16 = 3;
 
 const MAGIC: [u8; 8] = *b"MSVINDEX";
 const FILE: &str = "INDEX";
@@ -51,10 +52,31 @@ pub struct OpenReport {
     pub replayed: u64,
 }
 
+/// Settings of an index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexConfig {
+    /// How long a sender's `client_msg_id` is remembered, in ms of server time (default
+    /// [`DEDUP_WINDOW_MS`](crate::DEDUP_WINDOW_MS)).
+    pub dedup_window_ms: u64,
+}
+
+impl Default for IndexConfig {
+    fn default() -> IndexConfig {
+        IndexConfig {
+            dedup_window_ms: crate::DEDUP_WINDOW_MS,
+        }
+    }
+}
+
 impl Index {
     /// Opens the index of `log` kept in `dir`: loads the checkpoint if it is valid and belongs to
     /// this log, else starts empty, then applies everything the log holds after it.
     pub fn open(log: &Log, dir: &Path) -> Result<(Index, OpenReport)> {
+        Index::open_with(log, dir, IndexConfig::default())
+    }
+
+    /// [`Index::open`] with settings.
+    pub fn open_with(log: &Log, dir: &Path, config: IndexConfig) -> Result<(Index, OpenReport)> {
         let storage = log.storage();
         storage
             .create_dir_all(dir)
@@ -72,6 +94,7 @@ impl Index {
             }
             Err(error) => return Err(error),
         };
+        index.dedup_window_ms = config.dedup_window_ms;
         report.replayed = index.catch_up(log)?;
         index.prune_removed(log)?;
         Ok((index, report))
@@ -151,6 +174,19 @@ impl Index {
             w.u128(chat.to_u128());
             w.u64(*seq);
         }
+        // The dedup memory, per shard, oldest first.
+        for dedup in &self.dedup {
+            w.u64(dedup.newest);
+            w.u64(dedup.order.len() as u64);
+            for (_, key) in &dedup.order {
+                let sent = dedup.sent[key];
+                w.u128(key.0.to_u128());
+                w.u64(key.1.0);
+                w.u128(u128::from_le_bytes(key.2));
+                w.u64(sent.seq);
+                w.u64(sent.timestamp);
+            }
+        }
         w.u64(receipts.delivered.len() as u64);
         for (key, seq) in receipts.delivered.iter() {
             w.u64(key.0.0);
@@ -209,6 +245,7 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
         return None;
     }
     index.applied.clear();
+    index.dedup = vec![Dedup::default(); shards];
     index.active.clear();
     for shard in 0..shards {
         index.applied.push(Lsn(r.u64()?));
@@ -313,6 +350,27 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
     for _ in 0..r.count64(32)? {
         let key = (UserId(r.u64()?), ChatId::from_u128(r.u128()?));
         receipts.group_read.insert(key, r.u64()?);
+    }
+    for dedup in &mut index.dedup {
+        *dedup = Dedup {
+            newest: r.u64()?,
+            ..Dedup::default()
+        };
+        for _ in 0..r.count64(56)? {
+            let key = (
+                ChatId::from_u128(r.u128()?),
+                UserId(r.u64()?),
+                r.u128()?.to_le_bytes(),
+            );
+            let sent = Sent {
+                seq: r.u64()?,
+                timestamp: r.u64()?,
+            };
+            if dedup.sent.insert(key, sent).is_some() {
+                return None;
+            }
+            dedup.order.push_back((sent.timestamp, key));
+        }
     }
     for _ in 0..r.count64(36)? {
         let key = delivered_key(

@@ -12,6 +12,7 @@ use missive_log::{
 
 use crate::chat::{ActiveRuns, Chat, Chats, Role, Run, SealedSpan, direct_side};
 use crate::codec::{GroupChange, GroupOp, Message, Payload, ReceiptKind};
+use crate::dedup::{DEDUP_WINDOW_MS, Dedup, Sent};
 use crate::error::{Error, Result};
 use crate::receipts::Receipts;
 use crate::segment_index::{self, SegmentCache};
@@ -89,6 +90,10 @@ pub struct Index {
     pub(crate) active: Vec<ActiveRuns>,
     pub(crate) chats: Chats,
     pub(crate) receipts: Receipts,
+    /// Per shard, the recent `client_msg_id`s.
+    pub(crate) dedup: Vec<Dedup>,
+    /// How long the dedup memory reaches back (ms of server time).
+    pub(crate) dedup_window_ms: u64,
     pub(crate) home: Home,
     pub(crate) cache: SegmentCache,
     pub(crate) tails: TailCache,
@@ -110,6 +115,8 @@ impl Index {
             active: vec![ActiveRuns::default(); log.shard_count() as usize],
             chats: Chats::default(),
             receipts: Receipts::default(),
+            dedup: vec![Dedup::default(); log.shard_count() as usize],
+            dedup_window_ms: DEDUP_WINDOW_MS,
             home: Home {
                 storage: Arc::clone(log.storage()),
                 dir: dir.to_path_buf(),
@@ -236,6 +243,14 @@ impl Index {
                     pos,
                     entry.lsn.0,
                     body_offset,
+                );
+                self.dedup[pos.shard.0 as usize].remember(
+                    (chat_id, message.sender, message.client_msg_id),
+                    Sent {
+                        seq,
+                        timestamp: record.timestamp.0,
+                    },
+                    self.dedup_window_ms,
                 );
                 self.tails.push(chat_id, || {
                     stored_view(entry.lsn, record.timestamp, message.clone())
@@ -415,6 +430,19 @@ impl Index {
     }
 
     // ---- queries -------------------------------------------------------------------------
+
+    /// What `sender` stored in `chat` under `client_msg_id`, if it is still remembered (see
+    /// [`DEDUP_WINDOW_MS`]).
+    pub fn find_sent(
+        &self,
+        log: &Log,
+        chat: ChatId,
+        sender: UserId,
+        client_msg_id: [u8; 16],
+    ) -> Option<Sent> {
+        let shard = log.shard_of(chat).0 as usize;
+        self.dedup.get(shard)?.get(&(chat, sender, client_msg_id))
+    }
 
     /// The chat's newest message's seq (0: none).
     pub fn head(&self, chat: ChatId) -> Seq {

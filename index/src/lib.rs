@@ -57,6 +57,7 @@ mod chat;
 mod checkpoint;
 mod chunked;
 pub mod codec;
+mod dedup;
 mod error;
 mod index;
 mod receipts;
@@ -65,7 +66,8 @@ mod tail;
 mod wire;
 
 pub use chat::Role;
-pub use checkpoint::{CHECKPOINT_VERSION, OpenReport};
+pub use checkpoint::{CHECKPOINT_VERSION, IndexConfig, OpenReport};
+pub use dedup::{DEDUP_WINDOW_MS, Sent};
 pub use error::{Error, Result};
 pub use index::{InboxEntry, Index, MessageView, ReceiptCounts, Status};
 pub use segment_index::SEGMENT_INDEX_CACHE_MAX;

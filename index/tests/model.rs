@@ -18,7 +18,7 @@ use bytes::Bytes;
 use missive_index::codec::{
     ContentKind, GroupChange, GroupOp, Message, Payload, Receipt, ReceiptKind, Tombstone,
 };
-use missive_index::{Index, Role, Status};
+use missive_index::{DEDUP_WINDOW_MS, Index, Role, Status};
 use missive_log::storage::Damage;
 use missive_log::{
     ChatId, DeviceId, Durability, Log, LogConfig, Record, Seq, ShardId, SimStorage, Timestamp,
@@ -492,6 +492,28 @@ impl Harness {
                 .get(&chat)
                 .map_or(0, |m| m.last().map_or(0, |m| m.seq));
             assert_eq!(self.index.head(chat).0, head);
+            // A retried send finds the original: the chat's newest message, unless newer
+            // messages of its shard pushed it out of the dedup window.
+            if let Some(last) = self.model.chats.get(&chat).and_then(|m| m.last()) {
+                let shard = log.shard_of(chat);
+                let newest = self
+                    .model
+                    .chats
+                    .iter()
+                    .filter(|(c, _)| log.shard_of(**c) == shard)
+                    .flat_map(|(_, ms)| ms.iter().map(|m| m.ts))
+                    .max()
+                    .unwrap_or(0);
+                let found =
+                    self.index
+                        .find_sent(log, chat, UserId(last.sender), [last.seq as u8; 16]);
+                if last.ts + DEDUP_WINDOW_MS >= newest {
+                    assert_eq!(
+                        found.map(|s| (s.seq, s.timestamp)),
+                        Some((last.seq, last.ts))
+                    );
+                }
+            }
             let latest = &visible[visible.len().saturating_sub(5)..];
             assert_eq!(
                 seqs(self.index.latest(log, chat, 5, now).unwrap()),
