@@ -117,6 +117,65 @@ impl BatchHeader {
     pub fn end_lsn(&self) -> Lsn {
         Lsn(self.first_lsn.0 + u64::from(self.count))
     }
+
+    /// The part of the decoded body a reader of the record at `body_offset` with LSN `lsn` needs:
+    /// from that record to `body_end` (clamped to the body; an end at or before the record gives
+    /// an empty range), or `None` if no record of this batch can be there.
+    ///
+    /// O(1), so necessary rather than sufficient: the LSN must be one of the batch's, and the
+    /// offset must leave at least a record header for each record before it and after it.
+    pub(crate) fn record_range(
+        &self,
+        body_offset: u32,
+        lsn: Lsn,
+        body_end: Option<u32>,
+    ) -> Option<RecordRange> {
+        let index = lsn.0.checked_sub(self.first_lsn.0)?;
+        if index >= u64::from(self.count) {
+            return None;
+        }
+        // Below `count`, itself at most BATCH_RECORDS_MAX.
+        let index = index as u32;
+        let left = self.count - index;
+        let (start, raw_len) = (body_offset as usize, self.raw_len as usize);
+        let room = index as usize * RECORD_HEADER_LEN <= start
+            && start < raw_len
+            && left as usize * RECORD_HEADER_LEN <= raw_len - start;
+        if !room {
+            return None;
+        }
+        let end = body_end.map_or(raw_len, |end| (end as usize).clamp(start, raw_len));
+        Some(RecordRange {
+            start,
+            end,
+            lsn,
+            left,
+            cut: end < raw_len,
+        })
+    }
+}
+
+/// A byte range of a batch's decoded body starting at a record, from
+/// [`BatchHeader::record_range`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RecordRange {
+    /// Where the record starts.
+    pub(crate) start: usize,
+    /// The end (exclusive) of the bytes wanted, at most the body's length.
+    pub(crate) end: usize,
+    /// The record's LSN.
+    pub(crate) lsn: Lsn,
+    /// Records from it to the end of the batch.
+    pub(crate) left: u32,
+    /// Whether the range stops before the end of the body (it may cut a record in half).
+    pub(crate) cut: bool,
+}
+
+impl RecordRange {
+    /// Bytes in the range.
+    pub(crate) fn len(&self) -> usize {
+        self.end - self.start
+    }
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> u16 {
@@ -310,6 +369,7 @@ impl DecodedBatch {
     pub fn entries(&self) -> Entries {
         Entries {
             body: self.body.clone(),
+            base: 0,
             at: 0,
             lsn: self.header.first_lsn,
             left: self.header.count,
@@ -331,10 +391,28 @@ impl DecodedBatch {
         };
         Entries {
             body: self.body.clone(),
+            base: 0,
             at: body_offset,
             lsn,
             left,
         }
+    }
+
+    /// The batch's records from the one at `body_offset` with LSN `lsn` up to `body_end` (see
+    /// [`Log::read_entries`](crate::Log::read_entries)); `None` if no record of the batch is there.
+    pub(crate) fn entries_at(
+        &self,
+        body_offset: u32,
+        lsn: Lsn,
+        body_end: Option<u32>,
+    ) -> Option<Entries> {
+        let range = self.header.record_range(body_offset, lsn, body_end)?;
+        // Decoding checked that the body is `raw_len` long: this guards nothing real.
+        if range.end > self.body.len() {
+            return None;
+        }
+        let part = self.body.slice(range.start..range.end);
+        Entries::in_range(&self.header, &range, part)
     }
 }
 
@@ -418,10 +496,35 @@ fn validate_records(header: &BatchHeader, body: &[u8]) -> Result<(), CorruptKind
     }
 }
 
-/// The records of a [`DecodedBatch`], in LSN order.
+/// The payload length of the record whose fixed header is `fixed`, if that header is one the
+/// encoder writes: a known kind, zero flags and reserved bits, a payload within the limit.
+fn record_payload_len(fixed: &[u8]) -> Option<usize> {
+    use record::layout::*;
+    let payload_len = u32_at(fixed, PAYLOAD_LEN) as usize;
+    let valid = RecordKind::from_tag(fixed[KIND]).is_some()
+        && fixed[FLAGS] == 0
+        && u16_at(fixed, RESERVED) == 0
+        && payload_len <= RECORD_PAYLOAD_BYTES_MAX;
+    valid.then_some(payload_len)
+}
+
+/// The length of the whole, well-formed record starting at `at` in `body`, if there is one.
+fn record_len_at(body: &[u8], at: usize) -> Option<usize> {
+    let fixed = body.get(at..at.checked_add(RECORD_HEADER_LEN)?)?;
+    let len = RECORD_HEADER_LEN + record_payload_len(fixed)?;
+    (body.len() - at >= len).then_some(len)
+}
+
+/// The records of a [`DecodedBatch`] (or of a part of its body), in LSN order.
+///
+/// Payloads share the buffer the batch was read into, or the segment's memory map.
 #[derive(Clone, Debug)]
 pub struct Entries {
+    /// The decoded body, or the part of it from `base` on.
     body: Bytes,
+    /// Where `body` starts in the decoded body.
+    base: usize,
+    /// The next record's offset in `body`.
     at: usize,
     lsn: Lsn,
     left: u32,
@@ -429,9 +532,53 @@ pub struct Entries {
 
 impl Entries {
     /// Where the next record starts in the batch's decoded body; with its LSN, enough for
-    /// [`DecodedBatch::entries_from`] to come back to it.
+    /// [`DecodedBatch::entries_from`] or [`Log::read_entries`](crate::Log::read_entries) to
+    /// come back to it.
     pub fn body_offset(&self) -> usize {
-        self.at
+        self.base + self.at
+    }
+
+    /// The records in `part`, the bytes `range.start..range.end` of the decoded body of a batch
+    /// with `header`.
+    ///
+    /// `None` if the first record's header is not one such a batch holds (its kind, flags,
+    /// payload length and timestamp are checked): the range does not start at a record. A range
+    /// cut short ends after its last whole record, so the count stays exact.
+    pub(crate) fn in_range(
+        header: &BatchHeader,
+        range: &RecordRange,
+        part: Bytes,
+    ) -> Option<Entries> {
+        debug_assert_eq!(part.len(), range.len());
+        if let Some(fixed) = part.get(..RECORD_HEADER_LEN) {
+            let timestamp = u64_at(fixed, record::layout::TIMESTAMP);
+            let plausible = record_payload_len(fixed).is_some()
+                && (header.ts_min.0..=header.ts_max.0).contains(&timestamp);
+            if !plausible || (!range.cut && record_len_at(&part, 0).is_none()) {
+                return None;
+            }
+        } else if !range.cut {
+            // `record_range` leaves room for a record header after the start.
+            return None;
+        }
+        let left = if range.cut {
+            let (mut at, mut whole) = (0, 0);
+            while whole < range.left
+                && let Some(len) = record_len_at(&part, at)
+            {
+                (at, whole) = (at + len, whole + 1);
+            }
+            whole
+        } else {
+            range.left
+        };
+        Some(Entries {
+            body: part,
+            base: range.start,
+            at: 0,
+            lsn: range.lsn,
+            left,
+        })
     }
 }
 
@@ -443,26 +590,19 @@ impl Iterator for Entries {
         if self.left == 0 {
             return None;
         }
-        // The body was validated when the batch was first decoded, and sealed bytes never change;
-        // still, a record that does not fit ends the iteration rather than panicking.
-        let fixed = self.body.get(self.at..self.at + RECORD_HEADER_LEN)?;
-        let (Some(kind), Ok(chat)) = (
-            RecordKind::from_tag(fixed[KIND]),
-            fixed[CHAT..CHAT + 16].try_into(),
-        ) else {
+        // The body was validated when the batch was first decoded (or written by this process),
+        // and those bytes never change; still, a record that is malformed or does not fit in
+        // the bytes held ends the iteration rather than panicking or returning garbage.
+        let Some(len) = record_len_at(&self.body, self.at) else {
             self.left = 0;
             return None;
         };
-        let chat = u128::from_le_bytes(chat);
-        let payload_len = u32_at(fixed, PAYLOAD_LEN) as usize;
+        let fixed = &self.body[self.at..self.at + RECORD_HEADER_LEN];
+        let kind = RecordKind::from_tag(fixed[KIND]).expect("checked by record_len_at");
+        let chat = u128::from_le_bytes(fixed[CHAT..CHAT + 16].try_into().expect("16 bytes"));
         let timestamp = Timestamp(u64_at(fixed, TIMESTAMP));
-        let start = self.at + RECORD_HEADER_LEN;
-        if self.body.len() - start < payload_len {
-            self.left = 0;
-            return None;
-        }
-        let payload = self.body.slice(start..start + payload_len);
-        self.at = start + payload_len;
+        let payload = self.body.slice(self.at + RECORD_HEADER_LEN..self.at + len);
+        self.at += len;
         let entry = crate::Entry {
             lsn: self.lsn,
             record: Record {
@@ -610,6 +750,46 @@ mod tests {
             // Re-encoding the decoded records gives the same bytes.
             let again: Vec<Record> = decoded.into_iter().map(|e| e.record).collect();
             prop_assert_eq!(encoder.encode(PLACE, first, &again, compress), &bytes[..]);
+        }
+
+        #[test]
+        fn entries_at_a_record_end_with_the_last_whole_record_before_the_end(
+            records in proptest::collection::vec(arb_record(), 1..20),
+            compress: bool,
+            body_end in proptest::option::of(0u32..70_000),
+            any_offset: u32,
+            any_lsn in 8u64..40,
+        ) {
+            let mut encoder = BatchEncoder::new();
+            let bytes = Bytes::copy_from_slice(encoder.encode(PLACE, Lsn(10), &records, compress));
+            let batch = decode_batch(&bytes, PLACE).unwrap();
+            let mut starts = Vec::new();
+            let mut at = 0;
+            for record in &records {
+                starts.push(at as u32);
+                at += record.encoded_len();
+            }
+            for (i, start) in starts.iter().enumerate() {
+                let lsn = Lsn(10 + i as u64);
+                let entries = batch.entries_at(*start, lsn, body_end).unwrap();
+                let mut end = *start as usize;
+                let wanted: Vec<crate::Entry> = records[i..]
+                    .iter()
+                    .zip(lsn.0..)
+                    .take_while(|(record, _)| {
+                        end += record.encoded_len();
+                        body_end.is_none_or(|body_end| end <= body_end as usize)
+                    })
+                    .map(|(record, lsn)| crate::Entry { lsn: Lsn(lsn), record: record.clone() })
+                    .collect();
+                prop_assert_eq!(entries.len(), wanted.len());
+                prop_assert_eq!(entries.collect::<Vec<_>>(), wanted);
+            }
+            // Any other position: never a panic (and here, never a record at all).
+            if !starts.contains(&any_offset) {
+                let entries = batch.entries_at(any_offset, Lsn(any_lsn), body_end);
+                prop_assert!(entries.is_none_or(|entries| entries.len() == 0));
+            }
         }
 
         #[test]

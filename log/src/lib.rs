@@ -13,7 +13,9 @@
 //!   checksummed, versioned header ([`batch`]), lz4-compressed when that pays, then applies the
 //!   [`Durability`] level and acknowledges everyone in the batch at once (group commit).
 //! - **Reads.** Sealed segments are read through read-only memory maps, the active one through
-//!   positioned reads; every batch is verified before its records are returned.
+//!   positioned reads; every batch is verified before its records are returned. An index that
+//!   remembers a [`RecordPos`] reads from that record on with [`Log::read_entries`], touching
+//!   only the bytes it needs once the batch is known good.
 //! - **Crashes.** Opening the log verifies the newest segment of each shard and cuts a torn tail;
 //!   any other bad batch is an [`Error::Corrupt`] naming the file and offset. A failed fsync
 //!   poisons the shard; a full disk is [`Error::StorageFull`] and damages nothing written.
@@ -54,9 +56,10 @@ mod record;
 mod segment;
 mod shard;
 pub mod storage;
+mod sync;
 mod ticket;
 
-pub use batch::{DecodedBatch, FORMAT_VERSION};
+pub use batch::{DecodedBatch, Entries, FORMAT_VERSION};
 pub use error::{CorruptKind, Error, Result};
 pub use ids::{ChatId, DeviceId, Lsn, Seq, ShardId, Timestamp, UserId};
 pub use limits::*;
@@ -64,4 +67,7 @@ pub use log::{BatchReader, Durability, Log, LogConfig, RecoveryReport, RetainRep
 pub use record::{Entry, RECORD_HEADER_LEN, Record, RecordKind};
 pub use segment::SegmentInfo;
 pub use storage::{FsStorage, SimStorage, Storage, StorageFile};
-pub use ticket::{AppendTicket, Appended, BatchPos};
+#[cfg(loom)]
+#[doc(hidden)]
+pub use ticket::loom_hooks;
+pub use ticket::{AppendTicket, Appended, BatchPos, RecordPos};

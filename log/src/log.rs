@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
-use crate::batch::{DecodedBatch, Entries, decode_batch, decode_verified};
+use crate::batch::{BATCH_HEADER_LEN, Codec, DecodedBatch, Entries, decode_batch, decode_verified};
 use crate::error::{CorruptKind, Error, Result};
 use crate::ids::{Lsn, ShardId, Timestamp};
 use crate::limits::*;
@@ -14,7 +14,7 @@ use crate::record::{Entry, Record};
 use crate::segment::{ReadAhead, Segment, SegmentInfo};
 use crate::shard::{self, ShardShared};
 use crate::storage::{FsStorage, Storage};
-use crate::ticket::{AppendTicket, BatchPos};
+use crate::ticket::{AppendTicket, BatchPos, RecordPos};
 
 /// When an append is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -461,21 +461,121 @@ impl Log {
     }
 
     /// Reads and verifies the batch at `pos`.
+    ///
+    /// A batch is verified (checksum, place, every record) the first time this process reads
+    /// it; later reads trust it, since its bytes cannot change. A position that names no batch
+    /// is [`Error::NotFound`].
     pub fn read_batch(&self, pos: BatchPos) -> Result<DecodedBatch> {
+        let (shard, segment) = self.segment_at(pos)?;
+        self.batch_in(shard, &segment, pos)
+    }
+
+    /// Reads the records of one batch from the one at `at` on, in LSN order: what an index that
+    /// remembered where a record is needs, without paying for the rest of its batch.
+    ///
+    /// `body_end`, if given, is the end (exclusive) of the part of the batch's decoded body the
+    /// caller needs, typically where the last record it wants ends (the next record's
+    /// [`Entries::body_offset`]): the records end with the last one that lies wholly before it.
+    /// An end past the body means the end of the body; one at or before `at` gives no records.
+    ///
+    /// Payloads share the buffer read or the segment's memory map: no per-record copies. What is
+    /// read, and what is checked:
+    ///
+    /// - **Sealed segment**, batch verified before in this process: the records are sliced out of
+    ///   the memory map, O(1), no copy and no checksum. A batch not yet verified is verified
+    ///   whole once (as [`Log::read_batch`] does), and is then trusted.
+    /// - **Active segment**: everything below its readable length was written by this process's
+    ///   writer or verified by recovery when the log was opened, and never changes, so no
+    ///   checksum is computed: the 64-byte header is read and checked against `at` (shard,
+    ///   segment, LSN range, body bounds), then only the body bytes from the record to
+    ///   `body_end` (or to the end of the body).
+    /// - **Compressed batches** (either kind of segment) are read and decompressed whole,
+    ///   verified the first time.
+    ///
+    /// `at` must come from the log ([`Entries::body_offset`] with the record's LSN, or an index
+    /// built from them). A position that names no record is [`Error::NotFound`]: an offset that
+    /// is not a batch of that segment, an LSN outside the batch, a body offset outside the body
+    /// or without room for the records before and after it, or one where no well-formed record
+    /// of the batch starts. Not told apart in O(1) (the log keeps no index of records, and the
+    /// active segment no checksum on this path): an offset inside a record whose bytes happen to
+    /// look like a record of the batch, the LSN of another record of the same batch, and, in the
+    /// active segment only, a batch offset pointing into a payload that holds a copy of a batch
+    /// header of this shard and segment.
+    ///
+    /// A bad batch in a sealed segment is [`Error::Corrupt`], as with [`Log::read_batch`].
+    pub fn read_entries(&self, at: RecordPos, body_end: Option<u32>) -> Result<Entries> {
+        let pos = at.batch;
+        let (shard, segment) = self.segment_at(pos)?;
+        if !segment.is_sealed()
+            && let Some(entries) = self.active_entries(shard, &segment, at, body_end)?
+        {
+            return Ok(entries);
+        }
+        self.batch_in(shard, &segment, pos)?
+            .entries_at(at.body_offset, at.lsn, body_end)
+            .ok_or_else(|| not_found(pos))
+    }
+
+    /// [`Log::read_entries`] on a segment this process writes: the header, then only the body
+    /// bytes asked for. `None` for a compressed batch, which must be read whole.
+    fn active_entries(
+        &self,
+        shard: &ShardShared,
+        segment: &Segment,
+        at: RecordPos,
+        body_end: Option<u32>,
+    ) -> Result<Option<Entries>> {
+        let pos = at.batch;
+        // One read of a few KiB fetches the header and, for a record near the start of its
+        // batch, the record too; for one further in, read the header alone.
+        let near = BATCH_HEADER_LEN as u64 + u64::from(at.body_offset) < ReadAhead::SINGLE_BYTES;
+        let mut ahead = ReadAhead::new(if near {
+            ReadAhead::SINGLE_BYTES
+        } else {
+            BATCH_HEADER_LEN as u64
+        });
+        let header = match segment.header_at(&*self.storage, pos.offset, &mut ahead) {
+            Ok(Some(header)) => header,
+            // These bytes were written by this process or verified at open: a header that does
+            // not parse (or does not fit below the readable length) means no batch starts here.
+            Ok(None) | Err(Error::Corrupt { .. }) => return Err(not_found(pos)),
+            Err(error) => return Err(error),
+        };
+        if header.shard != shard.id || header.segment != segment.first_lsn {
+            // Written by this process, so not misplaced: a header-shaped payload.
+            return Err(not_found(pos));
+        }
+        if header.codec != Codec::None {
+            return Ok(None);
+        }
+        let range = header
+            .record_range(at.body_offset, at.lsn, body_end)
+            .ok_or_else(|| not_found(pos))?;
+        let start = pos.offset + BATCH_HEADER_LEN as u64 + range.start as u64;
+        let part = segment.read_written(start, range.len() as u64, &mut ahead)?;
+        Entries::in_range(&header, &range, part)
+            .map(Some)
+            .ok_or_else(|| not_found(pos))
+    }
+
+    /// The shard and segment `pos` names, or [`Error::NotFound`] (a segment removed by retention).
+    fn segment_at(&self, pos: BatchPos) -> Result<(&ShardShared, Arc<Segment>)> {
         let shard = self.shard(pos.shard)?;
-        let not_found = || Error::NotFound {
-            shard: pos.shard.0,
-            segment: pos.segment,
-            offset: pos.offset,
-        };
-        let segment = {
-            let segments = shard.segments.read();
-            let index = segments.partition_point(|s| s.first_lsn < pos.segment);
-            match segments.get(index) {
-                Some(segment) if segment.first_lsn == pos.segment => Arc::clone(segment),
-                _ => return Err(not_found()),
-            }
-        };
+        let segments = shard.segments.read();
+        let index = segments.partition_point(|s| s.first_lsn < pos.segment);
+        match segments.get(index) {
+            Some(segment) if segment.first_lsn == pos.segment => Ok((shard, Arc::clone(segment))),
+            _ => Err(not_found(pos)),
+        }
+    }
+
+    /// Reads the batch at `pos` in `segment`, verifying it if this process has not yet.
+    fn batch_in(
+        &self,
+        shard: &ShardShared,
+        segment: &Segment,
+        pos: BatchPos,
+    ) -> Result<DecodedBatch> {
         // A position inside a batch or past the end names no batch: the caller's mistake, not
         // damage on disk.
         let mut ahead = ReadAhead::new(ReadAhead::SINGLE_BYTES);
@@ -486,12 +586,12 @@ impl Log {
                 kind: CorruptKind::BadMagic,
                 ..
             }) => {
-                return Err(not_found());
+                return Err(not_found(pos));
             }
             Err(error) => return Err(error),
         };
         let corrupt = |kind| match kind {
-            CorruptKind::BadMagic => not_found(),
+            CorruptKind::BadMagic => not_found(pos),
             kind => Error::Corrupt {
                 file: segment.path.clone(),
                 offset: pos.offset,
@@ -563,6 +663,15 @@ impl Log {
             }
         }
         Ok(())
+    }
+}
+
+/// The error for a position that names no batch or record.
+fn not_found(pos: BatchPos) -> Error {
+    Error::NotFound {
+        shard: pos.shard.0,
+        segment: pos.segment,
+        offset: pos.offset,
     }
 }
 

@@ -192,6 +192,40 @@ impl Segment {
         Ok(Some(bytes))
     }
 
+    /// The bytes `offset .. offset + len` of a segment this process writes (or wrote: the file
+    /// stays open after sealing), by positioned reads through `ahead`. They must lie below the
+    /// readable length, else `Truncated`. Not verified: the caller trusts them because this
+    /// process wrote them or recovery verified them.
+    ///
+    /// # Panics
+    /// If the segment was sealed when the log was opened (it has no open file): its bytes are
+    /// read through the memory map instead.
+    pub(crate) fn read_written(
+        &self,
+        offset: u64,
+        len: u64,
+        ahead: &mut ReadAhead,
+    ) -> Result<Bytes> {
+        let visible = self.visible_len.load(Ordering::Acquire);
+        if offset.checked_add(len).is_none_or(|end| end > visible) {
+            return Err(Error::Corrupt {
+                file: self.path.clone(),
+                offset,
+                kind: CorruptKind::Truncated,
+            });
+        }
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let file = self
+            .file
+            .as_ref()
+            .expect("a segment active in this process keeps its file open");
+        ahead
+            .get(&**file, self.first_lsn, offset, len, visible)
+            .map_err(|e| Error::io("read", &self.path, e))
+    }
+
     /// The header of the batch at `offset`, to hop over batches without reading their bodies.
     pub(crate) fn header_at(
         &self,

@@ -9,10 +9,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use parking_lot::{Condvar, Mutex};
-
 use crate::error::{Error, Result};
 use crate::ids::{Lsn, ShardId};
+use crate::sync::{Condvar, Mutex};
 
 /// Where a batch lives: enough to read it back with [`Log::read_batch`](crate::Log::read_batch).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -23,6 +22,21 @@ pub struct BatchPos {
     pub segment: u64,
     /// The batch's byte offset in the segment.
     pub offset: u64,
+}
+
+/// Where a record lives: enough to read it, and the records after it in its batch, with
+/// [`Log::read_entries`](crate::Log::read_entries) without touching the rest of the batch.
+///
+/// This is what an index remembers. A reader of a whole batch gets the offset from
+/// [`Entries::body_offset`](crate::batch::Entries::body_offset) before taking the record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RecordPos {
+    /// The batch holding the record.
+    pub batch: BatchPos,
+    /// Where the record starts in the batch's decoded (uncompressed) body.
+    pub body_offset: u32,
+    /// The record's LSN.
+    pub lsn: Lsn,
 }
 
 /// A durable append: its LSN and the batch that holds it.
@@ -133,5 +147,36 @@ impl Future for AppendTicket {
             state.wakers.push(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+/// Hooks for the loom model of this handoff (`tests/loom_ticket.rs`), built only under
+/// `cfg(loom)`: the writer's side of one batch, which the log otherwise keeps to itself.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_hooks {
+    use super::*;
+
+    /// One batch's completion, as the shard writer holds it.
+    #[derive(Clone, Debug, Default)]
+    pub struct Batch(Arc<Completion>);
+
+    impl Batch {
+        /// A batch not yet written.
+        pub fn new() -> Batch {
+            Batch::default()
+        }
+
+        /// The ticket of the append at `index` in the batch.
+        pub fn ticket(&self, index: u32) -> AppendTicket {
+            AppendTicket::new(Arc::clone(&self.0), index)
+        }
+
+        /// What the writer does once the batch is written (or failed): the batch's first LSN
+        /// and position, or the error.
+        pub fn complete(&self, result: Result<(Lsn, BatchPos)>) {
+            self.0
+                .complete(result.map(|(first_lsn, batch)| BatchDone { first_lsn, batch }));
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! The log against a plain in-memory model, driven by proptest.
 //!
 //! Random sequences of appends (single and grouped, with clock steps back and far forward),
-//! reads from any LSN, clean reopens, power cuts and retention run on `SimStorage` with small
-//! segments; after every step the log must read back exactly what the model holds. Retention is
-//! the one step the model does not predict in detail: it may remove only whole runs of records
-//! older than the cutoff, never one from the active segment, and the model then forgets them.
+//! reads from any LSN (by shard and from a remembered record with `read_entries`), clean
+//! reopens, power cuts and retention run on `SimStorage` with small segments; after every step
+//! the log must read back exactly what the model holds. Retention is the one step the model does
+//! not predict in detail: it may remove only whole runs of records older than the cutoff, never
+//! one from the active segment, and the model then forgets them.
 //!
 //! `PROPTEST_CASES` sets the number of cases (default 256).
 
@@ -37,6 +38,13 @@ enum Op {
         shard: u32,
         from: u64,
     },
+    /// A record-level read from the record at `from` (or the first after it), up to `records`
+    /// records if given.
+    ReadEntries {
+        shard: u32,
+        from: u64,
+        records: Option<usize>,
+    },
     Reopen,
     PowerCut {
         damage: u8,
@@ -56,6 +64,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::ClockBack),
         1 => Just(Op::ClockFarForward),
         3 => (0..SHARDS, 0..40u64).prop_map(|(shard, from)| Op::Read { shard, from }),
+        3 => (0..SHARDS, 0..40u64, proptest::option::of(0..4usize))
+            .prop_map(|(shard, from, records)| Op::ReadEntries { shard, from, records }),
         2 => Just(Op::Reopen),
         2 => (0..3u8, any::<u64>()).prop_map(|(damage, seed)| Op::PowerCut { damage, seed }),
         2 => (0..20_000u64).prop_map(|behind_ms| Op::Retain { behind_ms }),
@@ -151,6 +161,11 @@ impl Harness {
                     .collect();
                 assert_eq!(got, want);
             }
+            Op::ReadEntries {
+                shard,
+                from,
+                records,
+            } => self.read_entries(ShardId(shard), Lsn(from), records),
             Op::Reopen => {
                 self.log.take().unwrap().close().unwrap();
                 self.reopen();
@@ -192,6 +207,51 @@ impl Harness {
             }
         }
         self.check();
+    }
+
+    /// Finds the record at `from` (or the first after it) as an index would, by reading its
+    /// whole batch, then reads from it with `read_entries`, up to `records` records (by their
+    /// end offset) or to the end of the batch; the result must be the model's records.
+    fn read_entries(&self, shard: ShardId, from: Lsn, records: Option<usize>) {
+        let Some(found) = self.log().batches_from(shard, from).unwrap().next() else {
+            return;
+        };
+        let (batch, decoded) = found.unwrap();
+        let mut entries = decoded.entries();
+        let mut offsets = Vec::new();
+        loop {
+            let offset = entries.body_offset() as u32;
+            let Some(entry) = entries.next() else { break };
+            if entry.lsn >= from {
+                offsets.push((offset, entry.lsn));
+            }
+        }
+        let Some(&(body_offset, lsn)) = offsets.first() else {
+            return;
+        };
+        let wanted = records.map_or(offsets.len(), |n| n.min(offsets.len()));
+        let body_end = records.map(|_| {
+            offsets
+                .get(wanted)
+                .map_or(decoded.header.raw_len, |(offset, _)| *offset)
+        });
+        let at = missive_log::RecordPos {
+            batch,
+            body_offset,
+            lsn,
+        };
+        let got: Vec<_> = self
+            .log()
+            .read_entries(at, body_end)
+            .unwrap()
+            .map(|e| (e.lsn.0, e.record))
+            .collect();
+        let want: Vec<_> = self.model[shard.0 as usize]
+            .range(lsn.0..)
+            .take(wanted)
+            .map(|(l, r)| (*l, r.clone()))
+            .collect();
+        assert_eq!(got, want, "{at:?} to {body_end:?}");
     }
 
     /// The whole log equals the model, and heads agree.
