@@ -18,6 +18,8 @@ cargo test --workspace --locked
 step "loom models (bounded preemptions; own target dir: --cfg loom rebuilds everything)"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
   cargo test --locked --release -p missive-log --test loom_ticket
+RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
+  cargo test --locked --release -p missive-fanout --test loom_hub
 
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
