@@ -8,9 +8,21 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use missive_log::{BatchPos, ChatId, ShardId, UserId};
+use missive_log::{BatchPos, ChatId, Lsn, RecordPos, ShardId, UserId};
 
-/// A run of a chat's consecutive messages stored in one batch: where to read them.
+/// A run's messages lie within this many bytes of each other in their batch: a chat's next
+/// message further away starts a new run. A read of a run then touches only its own few records,
+/// not the other chats' records between them (a hot chat with one record in a hundred, in
+/// batches of a thousand, would otherwise read most of each batch for one message).
+pub(crate) const RUN_GAP_BYTES_MAX: usize = 4096;
+
+/// Whether a message at `body` in the batch at `offset` extends `run`.
+pub(crate) fn extends(run: &Run, offset: u64, body_start: usize, previous_end: usize) -> bool {
+    run.offset == offset && body_start.saturating_sub(previous_end) <= RUN_GAP_BYTES_MAX
+}
+
+/// A run of a chat's consecutive messages stored close together in one batch: where to read
+/// them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Run {
     pub(crate) first_seq: u64,
@@ -23,15 +35,26 @@ pub(crate) struct Run {
     /// read starts there instead of walking the records of other chats before it.
     pub(crate) first_lsn: u64,
     pub(crate) body_offset: u32,
+    /// Where the run's last record ends in the decoded body (0: not known, read to the end of
+    /// the batch): a read of the active segment fetches only the run's bytes. Kept for the
+    /// active segment's runs only (it fills what would be padding); sealed runs are sliced out
+    /// of a memory map and need no end.
+    pub(crate) body_end: u32,
 }
 
 impl Run {
-    pub(crate) fn pos(&self, shard: ShardId) -> BatchPos {
-        BatchPos {
-            shard,
-            segment: self.segment,
-            offset: self.offset,
-        }
+    /// Where the run's first record is, and where its bytes end if known.
+    pub(crate) fn place(&self, shard: ShardId) -> (RecordPos, Option<u32>) {
+        let at = RecordPos {
+            batch: BatchPos {
+                shard,
+                segment: self.segment,
+                offset: self.offset,
+            },
+            body_offset: self.body_offset,
+            lsn: Lsn(self.first_lsn),
+        };
+        (at, (self.body_end != 0).then_some(self.body_end))
     }
 }
 
@@ -194,13 +217,15 @@ impl ActiveRuns {
         ts: u64,
         pos: BatchPos,
         lsn: u64,
-        body_offset: usize,
+        body: std::ops::Range<usize>,
     ) {
         let runs = self.runs.entry(chat).or_default();
         if let Some(last) = runs.last_mut()
-            && (last.segment, last.offset) == (pos.segment, pos.offset)
+            && last.segment == pos.segment
+            && extends(last, pos.offset, body.start, last.body_end as usize)
         {
             last.last_seq = seq;
+            last.body_end = body.end as u32;
             return;
         }
         runs.push(Run {
@@ -210,7 +235,8 @@ impl ActiveRuns {
             segment: pos.segment,
             offset: pos.offset,
             first_lsn: lsn,
-            body_offset: body_offset as u32,
+            body_offset: body.start as u32,
+            body_end: body.end as u32,
         });
     }
 

@@ -36,7 +36,7 @@ use crate::receipts::{Receipts, delivered_chat, delivered_key};
 use crate::wire::{Framed, RUN_BYTES, Reader, Writer, read_framed, write_framed};
 
 /// The checkpoint format version this build writes and reads.
-pub const CHECKPOINT_VERSION: u16 = 3;
+pub const CHECKPOINT_VERSION: u16 = 4;
 
 const MAGIC: [u8; 8] = *b"MSVINDEX";
 const FILE: &str = "INDEX";
@@ -126,6 +126,7 @@ impl Index {
                 w.u32(runs.len() as u32);
                 for run in runs {
                     w.run(run);
+                    w.u32(run.body_end);
                 }
             }
         }
@@ -255,8 +256,12 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
         };
         for _ in 0..r.count64(20)? {
             let id = ChatId::from_u128(r.u128()?);
-            let runs = (0..r.count(RUN_BYTES)?)
-                .map(|_| r.run())
+            let runs = (0..r.count(RUN_BYTES + 4)?)
+                .map(|_| {
+                    let mut run = r.run()?;
+                    run.body_end = r.u32()?;
+                    (run.body_end == 0 || run.body_end > run.body_offset).then_some(run)
+                })
                 .collect::<Option<Vec<Run>>>()?;
             let misplaced = id.shard(shards as u32).0 as usize != shard
                 || runs.iter().any(|run| run.segment != active.segment)

@@ -15,7 +15,7 @@ use crate::codec::{GroupChange, GroupOp, Message, Payload, ReceiptKind};
 use crate::dedup::{DEDUP_WINDOW_MS, Dedup, Sent};
 use crate::error::{Error, Result};
 use crate::receipts::Receipts;
-use crate::segment_index::{self, SegmentCache};
+use crate::segment_index::{self, RunTable, SegmentCache};
 use crate::tail::{TAIL_MESSAGES_MAX, TailCache, stored_view};
 
 /// A message as a query returns it.
@@ -99,6 +99,43 @@ pub struct Index {
     pub(crate) tails: TailCache,
 }
 
+/// A chat's runs in one segment: in memory (the active segment) or in a segment index file.
+enum Runs<'a> {
+    Memory(&'a [Run]),
+    Table(RunTable),
+}
+
+impl Runs<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Runs::Memory(runs) => runs.len(),
+            Runs::Table(table) => table.len(),
+        }
+    }
+
+    fn get(&self, at: usize) -> Option<Run> {
+        match self {
+            Runs::Memory(runs) => runs.get(at).copied(),
+            Runs::Table(table) => table.get(at),
+        }
+    }
+
+    /// The first run for which `before` is false (runs are in seq order). A malformed run
+    /// counts as "not before".
+    fn partition_point(&self, before: impl Fn(&Run) -> bool) -> usize {
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let middle = (low + high) / 2;
+            if self.get(middle).is_some_and(|run| before(&run)) {
+                low = middle + 1;
+            } else {
+                high = middle;
+            }
+        }
+        low
+    }
+}
+
 /// Which way a scan walks a chat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Direction {
@@ -152,6 +189,18 @@ impl Index {
     /// Applies one batch read from the log; records already applied are skipped. Returns the
     /// records applied.
     pub fn apply_batch(&mut self, pos: BatchPos, batch: &DecodedBatch) -> Result<u64> {
+        self.apply_batch_observed(pos, batch, |_, _| {})
+    }
+
+    /// [`apply_batch`](Index::apply_batch), calling `observe` after each record is applied with
+    /// the index as it stands right after that record: for a message, the group's members then
+    /// are its recipients.
+    pub fn apply_batch_observed(
+        &mut self,
+        pos: BatchPos,
+        batch: &DecodedBatch,
+        mut observe: impl FnMut(&Index, &Entry),
+    ) -> Result<u64> {
         let shard = pos.shard.0 as usize;
         if pos.segment > self.active[shard].segment {
             // The log moved to a new segment, so the previous one is sealed.
@@ -168,9 +217,10 @@ impl Index {
             if entry.lsn < self.applied[shard] {
                 continue;
             }
-            self.apply(pos, body_offset, &entry)?;
+            self.apply(pos, body_offset..entries.body_offset(), &entry)?;
             self.applied[shard] = Lsn(entry.lsn.0 + 1);
             applied += 1;
+            observe(self, &entry);
         }
         Ok(applied)
     }
@@ -211,7 +261,7 @@ impl Index {
         )
     }
 
-    fn apply(&mut self, pos: BatchPos, body_offset: usize, entry: &Entry) -> Result<()> {
+    fn apply(&mut self, pos: BatchPos, body: std::ops::Range<usize>, entry: &Entry) -> Result<()> {
         let record = &entry.record;
         let bad = |reason| Error::BadRecord {
             shard: pos.shard.0,
@@ -225,9 +275,10 @@ impl Index {
             Payload::Message(message) => {
                 let chat = self.chats.entry(chat_id);
                 let seq = message.seq.0;
-                // After retention, a rebuild may first see a later seq; otherwise seqs are dense.
-                let dense = chat.head == 0 || seq == chat.head + 1;
-                if seq <= chat.head || !dense {
+                // Seqs only rise. They are dense, with two exceptions: after retention a rebuild
+                // first sees a later seq, and an append that failed (a full disk) leaves a hole
+                // when later sends of the chat were already on their way.
+                if seq <= chat.head {
                     return Err(Error::SeqOutOfOrder {
                         chat: chat_id.to_u128(),
                         seq,
@@ -242,7 +293,7 @@ impl Index {
                     record.timestamp.0,
                     pos,
                     entry.lsn.0,
-                    body_offset,
+                    body,
                 );
                 self.dedup[pos.shard.0 as usize].remember(
                     (chat_id, message.sender, message.client_msg_id),
@@ -444,6 +495,12 @@ impl Index {
         self.dedup.get(shard)?.get(&(chat, sender, client_msg_id))
     }
 
+    /// The newest timestamp of a message applied in `shard` (0: none): where the engine's
+    /// timestamps for the shard continue from, so they never go backwards.
+    pub fn newest_message_time(&self, shard: ShardId) -> Timestamp {
+        Timestamp(self.dedup.get(shard.0 as usize).map_or(0, |d| d.newest))
+    }
+
     /// The chat's newest message's seq (0: none).
     pub fn head(&self, chat: ChatId) -> Seq {
         Seq(self.chats.get(chat).map_or(0, |c| c.head))
@@ -639,31 +696,29 @@ impl Index {
             sources.reverse();
         }
         'sources: for source in sources {
-            let sealed_runs;
-            let runs: &[Run] = match source {
+            let runs = match source {
                 Some(span) => {
                     let segment = self.cache.get(log, &self.home.dir, shard.0, span.segment)?;
-                    sealed_runs = segment.runs_of(chat);
-                    &sealed_runs
+                    Runs::Table(segment.runs_of(chat))
                 }
-                None => self.active[shard.0 as usize].of(chat),
+                None => Runs::Memory(self.active[shard.0 as usize].of(chat)),
             };
-
-            let runs = &runs[runs.partition_point(|run| run.last_seq < low)
-                ..runs.partition_point(|run| run.first_seq <= high)];
-            let ordered: Box<dyn Iterator<Item = &Run>> = match direction {
-                Direction::Forward => Box::new(runs.iter()),
-                Direction::Backward => Box::new(runs.iter().rev()),
+            let from = runs.partition_point(|run| run.last_seq < low);
+            let to = runs.partition_point(|run| run.first_seq <= high);
+            let ordered: Box<dyn Iterator<Item = usize>> = match direction {
+                Direction::Forward => Box::new(from..to),
+                Direction::Backward => Box::new((from..to).rev()),
             };
-            for run in ordered {
-                let batch = match log.read_batch(run.pos(shard)) {
-                    Ok(batch) => batch,
+            for run in ordered.filter_map(|at| runs.get(at)) {
+                let (at, body_end) = run.place(shard);
+                let entries = match log.read_entries(at, body_end) {
+                    Ok(entries) => entries,
                     // Retention removed the segment: its messages are gone.
                     Err(missive_log::Error::NotFound { .. }) => continue,
                     Err(error) => return Err(error.into()),
                 };
                 let mut found = Vec::new();
-                for entry in batch.entries_from(run.body_offset as usize, Lsn(run.first_lsn)) {
+                for entry in entries {
                     if entry.record.chat != chat || entry.record.kind != RecordKind::Message {
                         continue;
                     }
@@ -810,6 +865,22 @@ fn restyle(chat: &Chat, stored: &MessageView, now: Timestamp) -> Option<MessageV
         view.message.body = bytes::Bytes::new();
     }
     Some(view)
+}
+
+impl MessageView {
+    /// The message a log entry holds, as stored (no TTL or deletion applied); `None` if the
+    /// entry is not a well-formed message.
+    pub fn from_entry(entry: &Entry) -> Option<MessageView> {
+        if entry.record.kind != RecordKind::Message {
+            return None;
+        }
+        Some(MessageView {
+            lsn: entry.lsn,
+            timestamp: entry.record.timestamp,
+            deleted: false,
+            message: Message::decode(&entry.record.payload)?,
+        })
+    }
 }
 
 /// A stored message as queries show it, unless it has expired at `now`.

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use missive_log::{ChatId, Log, Lsn, RecordKind, ShardId, Storage};
 use parking_lot::Mutex;
 
-use crate::chat::Run;
+use crate::chat::{Run, extends};
 use crate::codec::Message;
 use crate::error::Result;
 use crate::wire::{FRAME_HEADER_LEN, RUN_BYTES, Reader, Writer, check_frame, write_framed};
@@ -96,28 +96,54 @@ impl SegmentIndex {
         ))
     }
 
-    /// The chat's runs in this segment, in seq order (empty if it has none here).
-    pub(crate) fn runs_of(&self, chat: ChatId) -> Vec<Run> {
+    /// The chat's runs in this segment, in seq order (empty if it has none here): a view of
+    /// the file's run table, decoded one run at a time as a query binary-searches and walks it.
+    pub(crate) fn runs_of(&self, chat: ChatId) -> RunTable {
+        let empty = RunTable {
+            body: Bytes::new(),
+            count: 0,
+        };
         let (mut low, mut high) = (0, self.chats);
         while low < high {
             let middle = (low + high) / 2;
             let Some((id, first, count)) = self.entry(middle) else {
-                return Vec::new();
+                return empty;
             };
             match id.cmp(&chat) {
                 std::cmp::Ordering::Less => low = middle + 1,
                 std::cmp::Ordering::Greater => high = middle,
                 std::cmp::Ordering::Equal => {
                     let start = BODY_FIXED + self.chats * DIRECTORY_ENTRY + first * RUN_BYTES;
-                    let Some(bytes) = self.body.get(start..start + count * RUN_BYTES) else {
-                        return Vec::new();
+                    return match start.checked_add(count * RUN_BYTES) {
+                        Some(end) if end <= self.body.len() => RunTable {
+                            body: self.body.slice(start..end),
+                            count,
+                        },
+                        _ => empty,
                     };
-                    let mut r = Reader(bytes);
-                    return (0..count).map_while(|_| r.run()).collect();
                 }
             }
         }
-        Vec::new()
+        empty
+    }
+}
+
+/// One chat's runs in a segment index file, read in place.
+#[derive(Clone, Debug)]
+pub(crate) struct RunTable {
+    body: Bytes,
+    count: usize,
+}
+
+impl RunTable {
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Run `at`; `None` past the end or if its bytes are malformed.
+    pub(crate) fn get(&self, at: usize) -> Option<Run> {
+        let start = at.checked_mul(RUN_BYTES)?;
+        Reader(self.body.get(start..start + RUN_BYTES)?).run()
     }
 }
 
@@ -185,7 +211,8 @@ fn load(
 /// Rebuilds a segment's index by reading the segment from the log (empty if retention removed
 /// it).
 fn rebuild(log: &Log, shard: u32, segment: u64) -> Result<BTreeMap<ChatId, Vec<Run>>> {
-    let mut chats: BTreeMap<ChatId, Vec<Run>> = BTreeMap::new();
+    // Each chat's runs, and where its last record ends.
+    let mut chats: BTreeMap<ChatId, (Vec<Run>, usize)> = BTreeMap::new();
     for batch in log.batches_from(ShardId(shard), Lsn(segment))? {
         let (pos, batch) = batch?;
         if pos.segment != segment {
@@ -201,9 +228,13 @@ fn rebuild(log: &Log, shard: u32, segment: u64) -> Result<BTreeMap<ChatId, Vec<R
             let Some(seq) = Message::peek_seq(&entry.record.payload) else {
                 continue;
             };
-            let runs = chats.entry(entry.record.chat).or_default();
+            let body_end = entries.body_offset();
+            let (runs, previous_end) = chats.entry(entry.record.chat).or_default();
+            let previous = std::mem::replace(previous_end, body_end);
             match runs.last_mut() {
-                Some(last) if last.offset == pos.offset => last.last_seq = seq.0,
+                Some(last) if extends(last, pos.offset, body_offset, previous) => {
+                    last.last_seq = seq.0;
+                }
                 _ => runs.push(Run {
                     first_seq: seq.0,
                     last_seq: seq.0,
@@ -212,11 +243,16 @@ fn rebuild(log: &Log, shard: u32, segment: u64) -> Result<BTreeMap<ChatId, Vec<R
                     offset: pos.offset,
                     first_lsn: entry.lsn.0,
                     body_offset: body_offset as u32,
+                    // Sealed runs are sliced out of a map: no end needed (nor stored).
+                    body_end: 0,
                 }),
             }
         }
     }
-    Ok(chats)
+    Ok(chats
+        .into_iter()
+        .map(|(chat, (runs, _))| (chat, runs))
+        .collect())
 }
 
 /// A segment: its shard and first LSN.

@@ -202,6 +202,7 @@ impl Reader<'_> {
             offset,
             first_lsn,
             body_offset,
+            body_end: 0,
         })
     }
 }

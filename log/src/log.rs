@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
-use crate::batch::{BATCH_HEADER_LEN, Codec, DecodedBatch, Entries, decode_batch, decode_verified};
+use crate::batch::{
+    BATCH_HEADER_LEN, Codec, DecodedBatch, Entries, decode_batch, decode_verified, parse_header,
+};
 use crate::error::{CorruptKind, Error, Result};
 use crate::ids::{Lsn, ShardId, Timestamp};
 use crate::limits::*;
@@ -516,8 +518,9 @@ impl Log {
             .ok_or_else(|| not_found(pos))
     }
 
-    /// [`Log::read_entries`] on a segment this process writes: the header, then only the body
-    /// bytes asked for. `None` for a compressed batch, which must be read whole.
+    /// [`Log::read_entries`] on a segment this process writes, through the map of its readable
+    /// prefix: the header, then a slice of only the body bytes asked for. `None` for a
+    /// compressed batch, which must be read whole.
     fn active_entries(
         &self,
         shard: &ShardShared,
@@ -526,20 +529,15 @@ impl Log {
         body_end: Option<u32>,
     ) -> Result<Option<Entries>> {
         let pos = at.batch;
-        // One read of a few KiB fetches the header and, for a record near the start of its
-        // batch, the record too; for one further in, read the header alone.
-        let near = BATCH_HEADER_LEN as u64 + u64::from(at.body_offset) < ReadAhead::SINGLE_BYTES;
-        let mut ahead = ReadAhead::new(if near {
-            ReadAhead::SINGLE_BYTES
-        } else {
-            BATCH_HEADER_LEN as u64
-        });
-        let header = match segment.header_at(&*self.storage, pos.offset, &mut ahead) {
-            Ok(Some(header)) => header,
-            // These bytes were written by this process or verified at open: a header that does
-            // not parse (or does not fit below the readable length) means no batch starts here.
-            Ok(None) | Err(Error::Corrupt { .. }) => return Err(not_found(pos)),
-            Err(error) => return Err(error),
+        // The acknowledged prefix, mapped: no system call for a batch already in the map.
+        let header_end = pos.offset.saturating_add(BATCH_HEADER_LEN as u64);
+        let Some(map) = segment.readable_prefix(&*self.storage, header_end)? else {
+            return Err(not_found(pos));
+        };
+        let header = match map.get(pos.offset as usize..).map(parse_header) {
+            Some(Ok(header)) => header,
+            // Written by this process: a header that does not parse names no batch.
+            _ => return Err(not_found(pos)),
         };
         if header.shard != shard.id || header.segment != segment.first_lsn {
             // Written by this process, so not misplaced: a header-shaped payload.
@@ -548,11 +546,16 @@ impl Log {
         if header.codec != Codec::None {
             return Ok(None);
         }
+        let batch_end = pos.offset.saturating_add(header.total_len());
+        let Some(map) = segment.readable_prefix(&*self.storage, batch_end)? else {
+            // A header-shaped payload claiming more than is readable.
+            return Err(not_found(pos));
+        };
         let range = header
             .record_range(at.body_offset, at.lsn, body_end)
             .ok_or_else(|| not_found(pos))?;
-        let start = pos.offset + BATCH_HEADER_LEN as u64 + range.start as u64;
-        let part = segment.read_written(start, range.len() as u64, &mut ahead)?;
+        let start = pos.offset as usize + BATCH_HEADER_LEN + range.start;
+        let part = map.slice(start..start + range.len());
         Entries::in_range(&header, &range, part)
             .map(Some)
             .ok_or_else(|| not_found(pos))
@@ -639,7 +642,9 @@ impl Log {
     }
 
     /// Verifies every batch of every segment (checksums, places, LSN continuity within each
-    /// segment). Returns the first problem as [`Error::Corrupt`].
+    /// segment). Returns the first problem as [`Error::Corrupt`]. Batches it verified are
+    /// remembered, so later random reads of them ([`Log::read_entries`]) skip their checksum: an
+    /// embedder runs it in the background after opening (a scrub that also warms the reads).
     pub fn verify(&self) -> Result<()> {
         for shard in &self.shards {
             for segment in shard.segment_snapshot() {
@@ -658,6 +663,8 @@ impl Log {
                         return Err(corrupt(CorruptKind::Misplaced));
                     }
                     next_lsn = batch.header.end_lsn();
+                    // Random reads of it skip the checksum from now on.
+                    segment.mark_verified(offset);
                     offset += batch.header.total_len();
                 }
             }

@@ -67,6 +67,9 @@ pub(crate) struct Segment {
     visible_len: AtomicU64,
     sealed: AtomicBool,
     map: Mutex<Option<Bytes>>,
+    /// While active: a map of its readable prefix (as long as it was when mapped), so random
+    /// reads of acknowledged batches take no system call. Remapped when a read needs more.
+    prefix: Mutex<Option<Bytes>>,
     /// Offsets of batches already verified in this process. Their bytes cannot change (sealed,
     /// or below the active segment's acknowledged length), so random reads skip the checksum.
     verified: RwLock<HashSet<u64>>,
@@ -88,6 +91,7 @@ impl Segment {
             visible_len: AtomicU64::new(0),
             sealed: AtomicBool::new(true),
             map: Mutex::new(None),
+            prefix: Mutex::new(None),
             verified: RwLock::new(HashSet::new()),
         }
     }
@@ -146,6 +150,32 @@ impl Segment {
     /// Marks the segment sealed. Its file must be fully synced: it is never written again.
     pub(crate) fn seal(&self) {
         self.sealed.store(true, Ordering::Release);
+        // Reads go through the whole-file map from now on.
+        *self.prefix.lock() = None;
+    }
+
+    /// The active segment's readable bytes, mapped, if at least `need` bytes are readable: the
+    /// current map if it reaches that far, else a new map of everything readable now.
+    pub(crate) fn readable_prefix(
+        &self,
+        storage: &dyn Storage,
+        need: u64,
+    ) -> Result<Option<Bytes>> {
+        let visible = self.visible_len.load(Ordering::Acquire);
+        if need > visible {
+            return Ok(None);
+        }
+        let mut prefix = self.prefix.lock();
+        if let Some(bytes) = &*prefix
+            && bytes.len() as u64 >= need
+        {
+            return Ok(Some(bytes.clone()));
+        }
+        let bytes = storage
+            .read_prefix(&self.path, visible)
+            .map_err(|e| Error::io("map", &self.path, e))?;
+        *prefix = Some(bytes.clone());
+        Ok(Some(bytes))
     }
 
     /// Makes `len` bytes readable (after the batches in them are acknowledged).
@@ -190,40 +220,6 @@ impl Segment {
             .get(&**file, self.first_lsn, offset, header.total_len(), visible)
             .map_err(|e| Error::io("read", &self.path, e))?;
         Ok(Some(bytes))
-    }
-
-    /// The bytes `offset .. offset + len` of a segment this process writes (or wrote: the file
-    /// stays open after sealing), by positioned reads through `ahead`. They must lie below the
-    /// readable length, else `Truncated`. Not verified: the caller trusts them because this
-    /// process wrote them or recovery verified them.
-    ///
-    /// # Panics
-    /// If the segment was sealed when the log was opened (it has no open file): its bytes are
-    /// read through the memory map instead.
-    pub(crate) fn read_written(
-        &self,
-        offset: u64,
-        len: u64,
-        ahead: &mut ReadAhead,
-    ) -> Result<Bytes> {
-        let visible = self.visible_len.load(Ordering::Acquire);
-        if offset.checked_add(len).is_none_or(|end| end > visible) {
-            return Err(Error::Corrupt {
-                file: self.path.clone(),
-                offset,
-                kind: CorruptKind::Truncated,
-            });
-        }
-        if len == 0 {
-            return Ok(Bytes::new());
-        }
-        let file = self
-            .file
-            .as_ref()
-            .expect("a segment active in this process keeps its file open");
-        ahead
-            .get(&**file, self.first_lsn, offset, len, visible)
-            .map_err(|e| Error::io("read", &self.path, e))
     }
 
     /// The header of the batch at `offset`, to hop over batches without reading their bodies.

@@ -88,6 +88,10 @@ impl Storage for FsStorage {
         super::mmap::map_sealed(&File::open(path)?)
     }
 
+    fn read_prefix(&self, path: &Path, len: u64) -> io::Result<Bytes> {
+        super::mmap::map_prefix(&File::open(path)?, len)
+    }
+
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync + std::fmt::Debug>> {
         // The lock file holds no data; never truncate it (another holder may be looking at it).
         let file = OpenOptions::new()

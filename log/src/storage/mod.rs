@@ -38,6 +38,10 @@ pub trait Storage: Send + Sync + Debug + 'static {
     /// The whole content of a file that will never change again (a sealed segment), shared.
     /// The real storage maps it read-only; the handle stays valid after the file is removed.
     fn read_sealed(&self, path: &Path) -> io::Result<Bytes>;
+    /// The first `len` bytes of a file whose first `len` bytes will never change (the
+    /// acknowledged prefix of the active segment: the writer only appends after it, and cuts
+    /// only after it), shared. The real storage maps them read-only.
+    fn read_prefix(&self, path: &Path, len: u64) -> io::Result<Bytes>;
     /// Takes an exclusive lock on `dir` for as long as the returned guard lives. Fails with
     /// [`io::ErrorKind::WouldBlock`] when another holder has it.
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync + Debug>>;
