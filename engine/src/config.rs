@@ -1,0 +1,130 @@
+//! The engine's settings and its clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use missive_log::{Durability, Timestamp};
+
+/// Where the engine's logic gets "now": server milliseconds since the Unix epoch. Tests replace
+/// it with a [`ManualClock`] to jump a day back or ten years forward.
+pub trait Clock: Send + Sync + 'static {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(since_epoch.as_millis() as u64)
+    }
+}
+
+/// A clock that only moves when told to. Cheap to clone; clones share the time.
+#[derive(Clone, Debug, Default)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    /// A clock showing `now`.
+    pub fn new(now: Timestamp) -> ManualClock {
+        ManualClock(Arc::new(AtomicU64::new(now.0)))
+    }
+
+    /// Sets the time (backwards too).
+    pub fn set(&self, now: Timestamp) {
+        self.0.store(now.0, Ordering::SeqCst);
+    }
+
+    /// Moves the time by `ms` (negative: backwards).
+    pub fn advance(&self, ms: i64) {
+        let now = self.0.load(Ordering::SeqCst);
+        self.0
+            .store(now.saturating_add_signed(ms), Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// The engine's settings. `Config::default()` is what the documentation of each field says.
+#[derive(Clone)]
+pub struct Config {
+    /// When a send returns: [`Durability::Always`] (default: on disk, fsynced, before the call
+    /// returns), `Interval { ms }` or `Os`.
+    pub durability: Durability,
+    /// Log shards (default: one per core). Fixed once the engine's folder exists.
+    pub shards: Option<u32>,
+    /// Time window of a log segment (default 1 hour).
+    pub segment_window: Duration,
+    /// Size cap of a log segment (default 256 MiB).
+    pub segment_bytes_max: u64,
+    /// How long messages are kept (default 30 days): segments whose window ended longer ago are
+    /// deleted by [`Engine::expire`](crate::Engine::expire) and the background task.
+    pub retention: Duration,
+    /// Members a group may have (default 256).
+    pub group_cap: usize,
+    /// Largest message body, in bytes (default 64 KiB).
+    pub body_bytes_max: usize,
+    /// Largest media reference, in bytes (default 1 KiB).
+    pub media_ref_bytes_max: usize,
+    /// Live events queued per subscription before it is marked lagging (default 1024).
+    pub queue_capacity: usize,
+    /// How often the background task checkpoints the index (default 60 s; `None`: never,
+    /// only at close).
+    pub checkpoint_interval: Option<Duration>,
+    /// How often the background task applies retention (default 60 s; `None`: never).
+    pub retention_interval: Option<Duration>,
+    /// How long a `client_msg_id` is remembered for idempotent sends (default 5 minutes of
+    /// server time; it survives restarts).
+    pub dedup_window: Duration,
+    /// Where "now" comes from (default the system clock).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            durability: Durability::Always,
+            shards: None,
+            segment_window: Duration::from_secs(3600),
+            segment_bytes_max: 256 << 20,
+            retention: Duration::from_secs(30 * 24 * 3600),
+            group_cap: 256,
+            body_bytes_max: 64 << 10,
+            media_ref_bytes_max: 1024,
+            queue_capacity: 1024,
+            checkpoint_interval: Some(Duration::from_secs(60)),
+            retention_interval: Some(Duration::from_secs(60)),
+            dedup_window: Duration::from_secs(300),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("durability", &self.durability)
+            .field("shards", &self.shards)
+            .field("segment_window", &self.segment_window)
+            .field("segment_bytes_max", &self.segment_bytes_max)
+            .field("retention", &self.retention)
+            .field("group_cap", &self.group_cap)
+            .field("body_bytes_max", &self.body_bytes_max)
+            .field("media_ref_bytes_max", &self.media_ref_bytes_max)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("retention_interval", &self.retention_interval)
+            .field("dedup_window", &self.dedup_window)
+            .finish_non_exhaustive()
+    }
+}
