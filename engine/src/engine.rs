@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -34,8 +34,8 @@ use missive_index::codec::{
 };
 use missive_index::{Index, IndexConfig, MessageView, Role, Status};
 use missive_log::{
-    AppendTicket, Appended, ChatId, DeviceId, Entry, FsStorage, Log, LogConfig, Lsn, Record, Seq,
-    ShardId, Storage, Timestamp, UserId,
+    AppendTicket, Appended, BatchReader, ChatId, DeviceId, Entry, FsStorage, Log, LogConfig, Lsn,
+    Record, Seq, ShardId, Storage, Timestamp, UserId,
 };
 
 use crate::config::Config;
@@ -68,10 +68,16 @@ pub(crate) struct Inner {
     pub(crate) log: Log,
     pub(crate) index: RwLock<Index>,
     sequencers: Vec<Mutex<Sequencer>>,
+    /// Per shard, the reader that follows the log for the index (used under the index's write
+    /// lock): it continues where it stopped instead of finding its place again.
+    appliers: Vec<Mutex<Option<BatchReader>>>,
     pub(crate) hub: Hub<Event>,
     pub(crate) counters: Counters,
     opened: OpenStats,
     closed: AtomicBool,
+    /// The latest time [`Engine::now`] returned (ms): reads never see time go back, so a message
+    /// that disappeared stays gone when the clock steps back.
+    now_max: AtomicU64,
     background: Mutex<Option<Background>>,
 }
 
@@ -192,6 +198,10 @@ impl Engine {
             replayed: report.replayed,
             torn_bytes: log.recovery().torn_bytes.iter().sum(),
         };
+        let newest = (0..log.shard_count())
+            .map(|shard| index.newest_message_time(ShardId(shard)).0)
+            .max()
+            .unwrap_or(0);
         let sequencers = (0..log.shard_count())
             .map(|shard| {
                 Mutex::new(Sequencer {
@@ -200,6 +210,7 @@ impl Engine {
                 })
             })
             .collect();
+        let appliers = (0..log.shard_count()).map(|_| Mutex::new(None)).collect();
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let clock = Arc::clone(&config.clock);
             let listener = weak.clone();
@@ -218,12 +229,14 @@ impl Engine {
                 config,
                 dir,
                 log,
+                appliers,
                 index: RwLock::new(index),
                 sequencers,
                 hub,
                 counters: Counters::default(),
                 opened,
                 closed: AtomicBool::new(false),
+                now_max: AtomicU64::new(newest),
                 background: Mutex::new(None),
             }
         });
@@ -242,9 +255,13 @@ impl Engine {
         &self.inner.config
     }
 
-    /// "Now" by the engine's clock.
+    /// "Now" by the engine's clock, but never earlier than a time it returned before or than its
+    /// newest stored message: a clock stepped back neither brings expired messages back nor
+    /// moves timestamps back.
     pub fn now(&self) -> Timestamp {
-        self.inner.config.clock.now()
+        let now = self.inner.config.clock.now().0;
+        let before = self.inner.now_max.fetch_max(now, Ordering::AcqRel);
+        Timestamp(before.max(now))
     }
 
     fn start_background(&self) {
@@ -310,7 +327,7 @@ impl Engine {
         self.inner.hub.close();
         self.inner.log.sync()?;
         let mut index = self.inner.index.write();
-        index.catch_up(&self.inner.log)?;
+        self.inner.apply_all(&mut index)?;
         index.checkpoint()?;
         Ok(())
     }
@@ -320,7 +337,7 @@ impl Engine {
     pub fn checkpoint(&self) -> Result<()> {
         self.check_open()?;
         let mut index = self.inner.index.write();
-        index.catch_up(&self.inner.log)?;
+        self.inner.apply_all(&mut index)?;
         index.checkpoint()?;
         self.inner.counters.checkpoints.add(1);
         Ok(())
@@ -522,21 +539,7 @@ impl Engine {
             return Ok(());
         }
         let mut index = self.inner.index.write();
-        if applied(&index) {
-            return Ok(());
-        }
-        let from = index.applied()[shard.0 as usize];
-        for batch in self.inner.log.batches_from(shard, from)? {
-            let (pos, batch) = batch?;
-            let records = index.apply_batch_observed(pos, &batch, |index, entry| {
-                self.inner.publish(index, entry);
-            })?;
-            self.inner.counters.records_applied.add(records);
-            self.inner.counters.batches_applied.add(1);
-            if applied(&index) {
-                break;
-            }
-        }
+        self.inner.apply(&mut index, shard, Some(lsn))?;
         if applied(&index) {
             Ok(())
         } else {
@@ -779,7 +782,8 @@ impl Engine {
         self.set_role(by, chat, user, GroupOp::Promote)
     }
 
-    /// Makes `user` a plain member (admins only).
+    /// Makes `user` a plain member (admins only). The group's last admin cannot be demoted
+    /// ([`Error::InvalidArgument`]): promote someone first, or leave.
     pub fn demote(&self, by: UserId, chat: ChatId, user: UserId) -> Result<()> {
         self.set_role(by, chat, user, GroupOp::Demote)
     }
@@ -790,6 +794,13 @@ impl Engine {
             let members = check_admin(index, chat, by)?;
             if !members.contains_key(&user) {
                 return Err(Error::NotAMember { user, chat });
+            }
+            // Someone must be able to manage the group (as `remove_member` ensures).
+            let admins = members.values().filter(|role| **role == Role::Admin).count();
+            if op == GroupOp::Demote && members.get(&user) == Some(&Role::Admin) && admins == 1 {
+                return Err(Error::InvalidArgument(format!(
+                    "{user:?} is the last admin of {chat:?}"
+                )));
             }
             Ok(true)
         };
@@ -990,7 +1001,10 @@ impl Engine {
         self.check_open()?;
         let retention = self.inner.config.retention.as_millis() as u64;
         let cutoff = Timestamp(now.0.saturating_sub(retention));
-        let removed = self.inner.index.write().retain(&self.inner.log, cutoff)?;
+        let mut index = self.inner.index.write();
+        self.inner.apply_all(&mut index)?;
+        let removed = index.retain_applied(&self.inner.log, cutoff)?;
+        drop(index);
         self.inner.counters.segments_expired.add(removed as u64);
         Ok(ExpireReport {
             segments_removed: removed,
@@ -1015,6 +1029,50 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    /// Applies the shard's log to the index (up to and including `until`, or all that is
+    /// readable), publishing each record's live event: the only way records reach the index
+    /// while the engine is open, so no live event is ever skipped.
+    fn apply(&self, index: &mut Index, shard: ShardId, until: Option<Lsn>) -> Result<()> {
+        let done = |index: &Index| until.is_some_and(|lsn| index.applied()[shard.0 as usize] > lsn);
+        if done(index) {
+            return Ok(());
+        }
+        let from = index.applied()[shard.0 as usize];
+        let mut applier = self.appliers[shard.0 as usize].lock();
+        let reader = match applier.take() {
+            Some(reader) if reader.next_lsn() == from => reader,
+            _ => self.log.batches_from(shard, from)?,
+        };
+        let reader = applier.insert(reader);
+        for batch in reader {
+            let (pos, batch) = match batch {
+                Ok(batch) => batch,
+                Err(error) => {
+                    // A failed reader stays failed: start afresh next time.
+                    *applier = None;
+                    return Err(error.into());
+                }
+            };
+            let records = index.apply_batch_observed(pos, &batch, |index, entry| {
+                self.publish(index, entry);
+            })?;
+            self.counters.records_applied.add(records);
+            self.counters.batches_applied.add(1);
+            if done(index) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies everything readable in every shard.
+    fn apply_all(&self, index: &mut Index) -> Result<()> {
+        for shard in 0..self.log.shard_count() {
+            self.apply(index, ShardId(shard), None)?;
+        }
+        Ok(())
+    }
+
     /// Publishes the live event of a record just applied; `index` is as it stands right after
     /// it, so a group's members are the message's recipients.
     fn publish(&self, index: &Index, entry: &Entry) {

@@ -167,7 +167,7 @@ impl Subscription {
         if crate::engine::check_member(&index, chat, self.user).is_err() {
             return Ok(Vec::new());
         }
-        let now = inner.config.clock.now();
+        let now = self.engine.now();
         Ok(index
             .after(&inner.log, chat, Seq(cursor), PAGE, now)?
             .into_iter()

@@ -424,6 +424,13 @@ impl Index {
     /// removed records could not be replayed up to date.
     pub fn retain(&mut self, log: &Log, cutoff: Timestamp) -> Result<usize> {
         self.catch_up(log)?;
+        self.retain_applied(log, cutoff)
+    }
+
+    /// [`retain`](Index::retain) without catching up first, for a caller that applies the log
+    /// itself (the engine, which publishes each record as it applies it) and has applied
+    /// everything up to now: segments retention removes are sealed, older than what it applied.
+    pub fn retain_applied(&mut self, log: &Log, cutoff: Timestamp) -> Result<usize> {
         self.checkpoint()?;
         let removed = log.retain(cutoff)?.segments_removed;
         self.prune_removed(log)?;

@@ -13,7 +13,7 @@ use crate::error::{CorruptKind, Error, Result};
 use crate::ids::{Lsn, ShardId, Timestamp};
 use crate::limits::*;
 use crate::record::{Entry, Record};
-use crate::segment::{ReadAhead, Segment, SegmentInfo};
+use crate::segment::{Segment, SegmentInfo};
 use crate::shard::{self, ShardShared};
 use crate::storage::{FsStorage, Storage};
 use crate::ticket::{AppendTicket, BatchPos, RecordPos};
@@ -457,7 +457,6 @@ impl Log {
             storage: Arc::clone(&self.storage),
             from,
             at: None,
-            ahead: ReadAhead::new(ReadAhead::SEQUENTIAL_BYTES),
             failed: false,
         })
     }
@@ -581,8 +580,7 @@ impl Log {
     ) -> Result<DecodedBatch> {
         // A position inside a batch or past the end names no batch: the caller's mistake, not
         // damage on disk.
-        let mut ahead = ReadAhead::new(ReadAhead::SINGLE_BYTES);
-        let bytes = match segment.batch_bytes(&*self.storage, pos.offset, &mut ahead) {
+        let bytes = match segment.batch_bytes(&*self.storage, pos.offset) {
             Ok(Some(bytes)) => bytes,
             Ok(None)
             | Err(Error::Corrupt {
@@ -651,8 +649,7 @@ impl Log {
                 let place = segment.place(shard.log_id, shard.id);
                 let mut offset = 0;
                 let mut next_lsn = Lsn(segment.first_lsn);
-                let mut ahead = ReadAhead::new(ReadAhead::SEQUENTIAL_BYTES);
-                while let Some(bytes) = segment.batch_bytes(&*self.storage, offset, &mut ahead)? {
+                while let Some(bytes) = segment.batch_bytes(&*self.storage, offset)? {
                     let corrupt = |kind| Error::Corrupt {
                         file: segment.path.clone(),
                         offset,
@@ -698,11 +695,17 @@ pub struct BatchReader {
     from: Lsn,
     /// The segment being read and the offset of its next batch; `None` before the first read.
     at: Option<(Arc<Segment>, u64)>,
-    ahead: ReadAhead,
     failed: bool,
 }
 
 impl BatchReader {
+    /// The first LSN of the next batch it will return (records before it were returned or
+    /// skipped). A reader that returned `None` at the end of the log continues from here when
+    /// more is written: keep it to follow the log without finding the place again.
+    pub fn next_lsn(&self) -> Lsn {
+        self.from
+    }
+
     /// Finds the first segment that may hold `self.from`, or the one after `after`.
     fn segment_for(&self, after: Option<u64>) -> Option<Arc<Segment>> {
         let segments = self.shard.segments.read();
@@ -726,7 +729,7 @@ impl BatchReader {
             let (segment, offset) = self.at.as_ref().expect("set above");
             let (segment, offset) = (Arc::clone(segment), *offset);
             // Hop over whole batches below `from` by header alone.
-            match segment.header_at(&*self.storage, offset, &mut self.ahead)? {
+            match segment.header_at(&*self.storage, offset)? {
                 Some(header) if header.end_lsn() <= self.from => {
                     self.at = Some((segment, offset + header.total_len()));
                     continue;
@@ -745,7 +748,7 @@ impl BatchReader {
                     }
                 }
             }
-            let Some(bytes) = segment.batch_bytes(&*self.storage, offset, &mut self.ahead)? else {
+            let Some(bytes) = segment.batch_bytes(&*self.storage, offset)? else {
                 return Ok(None);
             };
             let corrupt = |kind| Error::Corrupt {

@@ -6,7 +6,6 @@
 //! is past the retention cutoff the whole file can go.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -61,15 +60,16 @@ pub(crate) struct Segment {
     pub(crate) window_start_ms: u64,
     pub(crate) window_ms: u64,
     pub(crate) path: PathBuf,
-    /// The open file while this process writes it (kept for positioned reads after sealing).
-    file: Option<Arc<dyn StorageFile>>,
     /// Bytes readers may read: whole, acknowledged batches only.
     visible_len: AtomicU64,
     sealed: AtomicBool,
     map: Mutex<Option<Bytes>>,
-    /// While active: a map of its readable prefix (as long as it was when mapped), so random
-    /// reads of acknowledged batches take no system call. Remapped when a read needs more.
+    /// While active: a map of the file with room to grow (`reserve` bytes; see
+    /// `storage/mmap.rs`, point 4), read only below `visible_len`, so reads of acknowledged
+    /// batches take no system call. Mapped again only if the segment outgrows it.
     prefix: Mutex<Option<Bytes>>,
+    /// How much of the file the growing map covers (the segment size cap).
+    reserve: u64,
     /// Offsets of batches already verified in this process. Their bytes cannot change (sealed,
     /// or below the active segment's acknowledged length), so random reads skip the checksum.
     verified: RwLock<HashSet<u64>>,
@@ -87,11 +87,11 @@ impl Segment {
             window_start_ms,
             window_ms,
             path,
-            file: None,
             visible_len: AtomicU64::new(0),
             sealed: AtomicBool::new(true),
             map: Mutex::new(None),
             prefix: Mutex::new(None),
+            reserve: 0,
             verified: RwLock::new(HashSet::new()),
         }
     }
@@ -101,11 +101,11 @@ impl Segment {
         first_lsn: u64,
         window_start_ms: u64,
         window_ms: u64,
-        file: Arc<dyn StorageFile>,
         len: u64,
+        reserve: u64,
     ) -> Self {
         Segment {
-            file: Some(file),
+            reserve,
             visible_len: AtomicU64::new(len),
             sealed: AtomicBool::new(false),
             ..Segment::sealed(path, first_lsn, window_start_ms, window_ms)
@@ -154,8 +154,9 @@ impl Segment {
         *self.prefix.lock() = None;
     }
 
-    /// The active segment's readable bytes, mapped, if at least `need` bytes are readable: the
-    /// current map if it reaches that far, else a new map of everything readable now.
+    /// The active segment's readable bytes (exactly those: the slice ends at the readable
+    /// length), if at least `need` bytes are readable. Through the growing map, mapped again
+    /// only when the segment outgrew it (or, on storage that copies, when the copy is short).
     pub(crate) fn readable_prefix(
         &self,
         storage: &dyn Storage,
@@ -166,16 +167,28 @@ impl Segment {
             return Ok(None);
         }
         let mut prefix = self.prefix.lock();
-        if let Some(bytes) = &*prefix
-            && bytes.len() as u64 >= need
-        {
-            return Ok(Some(bytes.clone()));
-        }
-        let bytes = storage
-            .read_prefix(&self.path, visible)
-            .map_err(|e| Error::io("map", &self.path, e))?;
-        *prefix = Some(bytes.clone());
-        Ok(Some(bytes))
+        let map = match &*prefix {
+            Some(map) if map.len() as u64 >= visible => map.clone(),
+            _ => {
+                let map = storage
+                    .map_growing(&self.path, self.reserve.max(visible))
+                    .map_err(|e| Error::io("map", &self.path, e))?;
+                if (map.len() as u64) < visible {
+                    return Err(Error::io(
+                        "map",
+                        &self.path,
+                        std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the segment is shorter than its acknowledged length",
+                        ),
+                    ));
+                }
+                *prefix = Some(map.clone());
+                map
+            }
+        };
+        // Never hand out bytes past the readable length: past the file's end the map faults.
+        Ok(Some(map.slice(..visible as usize)))
     }
 
     /// Makes `len` bytes readable (after the batches in them are acknowledged).
@@ -198,28 +211,20 @@ impl Segment {
 
     /// The bytes from `offset` to the end of the batch that starts there (for a sealed segment,
     /// to the end of the file), or `None` at the end of the readable data. Not yet verified.
-    pub(crate) fn batch_bytes(
-        &self,
-        storage: &dyn Storage,
-        offset: u64,
-        ahead: &mut ReadAhead,
-    ) -> Result<Option<Bytes>> {
+    pub(crate) fn batch_bytes(&self, storage: &dyn Storage, offset: u64) -> Result<Option<Bytes>> {
         if self.is_sealed() {
             let map = self.mapped(storage)?;
             return Ok((offset < map.len() as u64).then(|| map.slice(offset as usize..)));
         }
-        let Some(header) = self.header_at(storage, offset, ahead)? else {
+        let Some(header) = self.header_at(storage, offset)? else {
             return Ok(None);
         };
-        let file = self
-            .file
-            .as_ref()
-            .expect("an unsealed segment has its file open");
-        let visible = self.visible_len.load(Ordering::Acquire);
-        let bytes = ahead
-            .get(&**file, self.first_lsn, offset, header.total_len(), visible)
-            .map_err(|e| Error::io("read", &self.path, e))?;
-        Ok(Some(bytes))
+        // `header_at` checked that the batch lies below the readable length.
+        let end = offset + header.total_len();
+        let readable = self
+            .readable_prefix(storage, end)?
+            .expect("the batch lies below the readable length");
+        Ok(Some(readable.slice(offset as usize..end as usize)))
     }
 
     /// The header of the batch at `offset`, to hop over batches without reading their bodies.
@@ -227,7 +232,6 @@ impl Segment {
         &self,
         storage: &dyn Storage,
         offset: u64,
-        ahead: &mut ReadAhead,
     ) -> Result<Option<BatchHeader>> {
         let corrupt = |kind| Error::Corrupt {
             file: self.path.clone(),
@@ -248,19 +252,10 @@ impl Segment {
         if visible - offset < BATCH_HEADER_LEN as u64 {
             return Err(corrupt(CorruptKind::Truncated));
         }
-        let file = self
-            .file
-            .as_ref()
-            .expect("an unsealed segment has its file open");
-        let bytes = ahead
-            .get(
-                &**file,
-                self.first_lsn,
-                offset,
-                BATCH_HEADER_LEN as u64,
-                visible,
-            )
-            .map_err(|e| Error::io("read", &self.path, e))?;
+        let readable = self
+            .readable_prefix(storage, offset + BATCH_HEADER_LEN as u64)?
+            .expect("the header lies below the readable length");
+        let bytes = readable.slice(offset as usize..);
         let header = parse_header(&bytes).map_err(corrupt)?;
         if header.total_len() > visible - offset {
             return Err(corrupt(CorruptKind::Truncated));
@@ -283,11 +278,6 @@ pub(crate) struct ReadAhead {
 }
 
 impl ReadAhead {
-    /// For readers going through a segment in order.
-    pub(crate) const SEQUENTIAL_BYTES: u64 = 256 << 10;
-    /// For single batch reads: most batches fit, so one read usually suffices.
-    pub(crate) const SINGLE_BYTES: u64 = 4 << 10;
-
     pub(crate) fn new(chunk_bytes: u64) -> ReadAhead {
         ReadAhead {
             chunk_bytes,

@@ -191,8 +191,8 @@ pub(crate) fn recover(
             lsn,
             start,
             window,
-            Arc::clone(&file),
             len,
+            config.segment_bytes_max,
         ));
         segments.push(Arc::clone(&segment));
         active = Some(Active {
@@ -534,8 +534,8 @@ impl Writer {
             first_lsn,
             start,
             window,
-            Arc::clone(&active.file),
             0,
+            self.config.segment_bytes_max,
         ));
         {
             let mut segments = self.shared.segments.write();
@@ -590,8 +590,8 @@ impl Writer {
             self.next_lsn,
             start,
             window,
-            Arc::clone(&file),
             0,
+            self.config.segment_bytes_max,
         ));
         self.shared.segments.write().push(Arc::clone(&segment));
         self.active = Some(Active {

@@ -88,8 +88,8 @@ impl Storage for FsStorage {
         super::mmap::map_sealed(&File::open(path)?)
     }
 
-    fn read_prefix(&self, path: &Path, len: u64) -> io::Result<Bytes> {
-        super::mmap::map_prefix(&File::open(path)?, len)
+    fn map_growing(&self, path: &Path, reserve: u64) -> io::Result<Bytes> {
+        super::mmap::map_growing(&File::open(path)?, reserve)
     }
 
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync + std::fmt::Debug>> {

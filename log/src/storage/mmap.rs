@@ -14,13 +14,16 @@
 //! 3. Every batch read through a map of a sealed segment is checksum-verified before use, so
 //!    even a file damaged by something outside the log yields a `Corrupt` error rather than
 //!    wrong data.
-//! 4. The active segment is mapped only up to its acknowledged (published) length, which only
-//!    grows. The writer appends after it, and the only cut it makes (dropping a partly written
-//!    batch after a failed write) is to the end of the last whole batch, which is at or after
-//!    the published length; recovery truncates a torn tail before anything maps the file. So
-//!    the mapped bytes stay in the file and never change. The bytes there were written by this
-//!    process's writer (or verified by recovery), which is what reads of the active segment
-//!    trust anyway.
+//! 4. The active segment is mapped with room to grow (its size cap), past the file's end, and
+//!    read only below its acknowledged (published) length, which only grows: `Segment` hands out
+//!    slices that stop there. The writer appends after it, and the only cut it makes (dropping
+//!    a partly written batch after a failed write) is to the end of the last whole batch, at or
+//!    after the published length; recovery truncates a torn tail before anything maps the file.
+//!    So every byte read through the map is in the file and never changes (a shared file map
+//!    sees the file grow: pages past the old end become readable once written). The bytes were
+//!    written by this process's writer (or verified by recovery), which is what reads of the
+//!    active segment trust anyway. Touching the map past the file's end would raise SIGBUS:
+//!    nothing does.
 //!
 //! What the log cannot prevent is another process truncating its files; the directory lock keeps
 //! other Missive instances away, and operators are told not to touch a live log's files.
@@ -45,20 +48,16 @@ pub(super) fn map_sealed(file: &File) -> io::Result<Bytes> {
     Ok(Bytes::from_owner(map))
 }
 
-/// Maps the first `len` bytes of the active segment read-only (contract point 4).
-pub(super) fn map_prefix(file: &File, len: u64) -> io::Result<Bytes> {
-    if len == 0 {
+/// Maps `reserve` bytes of the active segment read-only, past its end (contract point 4).
+pub(super) fn map_growing(file: &File, reserve: u64) -> io::Result<Bytes> {
+    if reserve == 0 {
         return Ok(Bytes::new());
     }
-    if file.metadata()?.len() < len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the file is shorter than the prefix asked for",
-        ));
-    }
-    // SAFETY: the first `len` bytes are the active segment's acknowledged prefix (contract point
-    // 4): the file is at least that long now and is never cut below it, and nothing rewrites
-    // those bytes, so the map stays backed and unchanging. It is read-only.
-    let map = unsafe { memmap2::MmapOptions::new().len(len as usize).map(file)? };
+    let len = usize::try_from(reserve)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "map larger than memory"))?;
+    // SAFETY: contract point 4: only the acknowledged prefix is ever read through this map; it
+    // is in the file, never cut and never rewritten, so every byte read is backed and does not
+    // change. The map is read-only.
+    let map = unsafe { memmap2::MmapOptions::new().len(len).map(file)? };
     Ok(Bytes::from_owner(map))
 }

@@ -38,10 +38,12 @@ pub trait Storage: Send + Sync + Debug + 'static {
     /// The whole content of a file that will never change again (a sealed segment), shared.
     /// The real storage maps it read-only; the handle stays valid after the file is removed.
     fn read_sealed(&self, path: &Path) -> io::Result<Bytes>;
-    /// The first `len` bytes of a file whose first `len` bytes will never change (the
-    /// acknowledged prefix of the active segment: the writer only appends after it, and cuts
-    /// only after it), shared. The real storage maps them read-only.
-    fn read_prefix(&self, path: &Path, len: u64) -> io::Result<Bytes>;
+    /// The file from its start, for a file that only grows and whose bytes, once acknowledged,
+    /// never change (the active segment). The real storage maps `reserve` bytes read-only, which
+    /// may reach past the file's end: the caller reads only bytes the file holds, and sees the
+    /// file's growth through the same map. Storage that cannot map returns a copy of the file as
+    /// it is now (shorter than `reserve`); the caller asks again when it needs more.
+    fn map_growing(&self, path: &Path, reserve: u64) -> io::Result<Bytes>;
     /// Takes an exclusive lock on `dir` for as long as the returned guard lives. Fails with
     /// [`io::ErrorKind::WouldBlock`] when another holder has it.
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn Send + Sync + Debug>>;
