@@ -796,7 +796,10 @@ impl Engine {
                 return Err(Error::NotAMember { user, chat });
             }
             // Someone must be able to manage the group (as `remove_member` ensures).
-            let admins = members.values().filter(|role| **role == Role::Admin).count();
+            let admins = members
+                .values()
+                .filter(|role| **role == Role::Admin)
+                .count();
             if op == GroupOp::Demote && members.get(&user) == Some(&Role::Admin) && admins == 1 {
                 return Err(Error::InvalidArgument(format!(
                     "{user:?} is the last admin of {chat:?}"
@@ -900,12 +903,16 @@ impl Engine {
         let index = self.inner.index.read();
         check_member(&index, chat, user)?;
         let (log, now) = (&self.inner.log, self.now());
-        Ok(match which {
+        // A group member sees nothing from before they joined.
+        let joined = index.joined_at(chat, user);
+        let mut messages = match which {
             History::Latest(n) => index.latest(log, chat, n, now)?,
             History::Before(seq, n) => index.before(log, chat, seq, n, now)?,
-            History::After(seq, n) => index.after(log, chat, seq, n, now)?,
+            History::After(seq, n) => index.after(log, chat, seq.max(joined), n, now)?,
             History::Around(t, n) => index.around(log, chat, t, n, now)?,
-        })
+        };
+        messages.retain(|m| m.message.seq > joined);
+        Ok(messages)
     }
 
     /// One message, if `user` may see it and it has not expired.
@@ -913,6 +920,9 @@ impl Engine {
         self.check_open()?;
         let index = self.inner.index.read();
         check_member(&index, chat, user)?;
+        if seq <= index.joined_at(chat, user) {
+            return Ok(None);
+        }
         Ok(index.message(&self.inner.log, chat, seq, self.now())?)
     }
 
@@ -924,7 +934,11 @@ impl Engine {
         let now = self.now();
         let mut chats = Vec::new();
         for chat in index.chats_of(user) {
-            let last = index.latest(&self.inner.log, chat, 1, now)?.pop();
+            let joined = index.joined_at(chat, user);
+            let last = index
+                .latest(&self.inner.log, chat, 1, now)?
+                .pop()
+                .filter(|m| m.message.seq > joined);
             chats.push(ChatSummary {
                 chat,
                 last,
@@ -1001,9 +1015,27 @@ impl Engine {
         self.check_open()?;
         let retention = self.inner.config.retention.as_millis() as u64;
         let cutoff = Timestamp(now.0.saturating_sub(retention));
-        let mut index = self.inner.index.write();
-        self.inner.apply_all(&mut index)?;
-        let removed = index.retain_applied(&self.inner.log, cutoff)?;
+        // Snapshots are stamped no earlier than anything sequenced so far (taken before the
+        // index lock: senders take a sequencer, then the index).
+        let at = self
+            .inner
+            .sequencers
+            .iter()
+            .map(|sequencer| sequencer.lock().newest)
+            .fold(now.0, u64::max);
+        let inner = &self.inner;
+        let mut index = inner.index.write();
+        inner.apply_all(&mut index)?;
+        let removed = index.retain_with(&inner.log, cutoff, Timestamp(at), |index, records| {
+            let mut tickets = Vec::with_capacity(records.len());
+            for record in records {
+                tickets.push(inner.log.append(record)?);
+            }
+            for ticket in tickets {
+                ticket.wait()?;
+            }
+            inner.apply_all(index)
+        })?;
         drop(index);
         self.inner.counters.segments_expired.add(removed as u64);
         Ok(ExpireReport {
@@ -1122,6 +1154,8 @@ impl Inner {
                 };
                 (event, None, Vec::new())
             }
+            // Snapshots restate what subscribers already know.
+            Payload::Snapshot(_) => return,
             Payload::GroupChange(change) => {
                 // Removed users learn it too.
                 let extra = if change.op == GroupOp::Remove {

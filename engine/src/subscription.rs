@@ -160,7 +160,11 @@ impl Subscription {
     fn read_after(&mut self, chat: ChatId) -> Result<Vec<MessageView>> {
         let inner = &self.engine.inner;
         let index = inner.index.read();
-        let watermark = index.delivered_up_to(self.user, self.device, chat).0;
+        // Nothing from before the device's user joined a group.
+        let watermark = index
+            .delivered_up_to(self.user, self.device, chat)
+            .0
+            .max(index.joined_at(chat, self.user).0);
         let cursor = self.cursors.get(&chat).copied().unwrap_or(0).max(watermark);
         self.cursors.insert(chat, cursor);
         // The device may have left the group: only a member reads it.
@@ -202,13 +206,12 @@ impl Subscription {
                 let cursor = match self.cursors.get(&chat) {
                     Some(&cursor) => cursor,
                     None => {
-                        let watermark = self
-                            .engine
-                            .inner
-                            .index
-                            .read()
+                        let index = self.engine.inner.index.read();
+                        let watermark = index
                             .delivered_up_to(self.user, self.device, chat)
-                            .0;
+                            .0
+                            .max(index.joined_at(chat, self.user).0);
+                        drop(index);
                         self.cursors.insert(chat, watermark);
                         watermark
                     }

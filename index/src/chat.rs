@@ -142,6 +142,9 @@ pub(crate) struct Extra {
     pub(crate) ttl_ms: u64,
     /// Members, for a group chat.
     pub(crate) members: Option<BTreeMap<UserId, Role>>,
+    /// For a group, the head when each member joined: they never receive, read or count as
+    /// unread anything at or below it (someone added later does not get earlier messages).
+    pub(crate) joined: BTreeMap<UserId, u64>,
 }
 
 /// One chat as the index knows it.
@@ -169,6 +172,14 @@ impl Chat {
 
     pub(crate) fn members(&self) -> Option<&BTreeMap<UserId, Role>> {
         self.extra.as_ref()?.members.as_ref()
+    }
+
+    /// The head when `user` joined the group (0 for a 1:1 chat, or not a member).
+    pub(crate) fn joined(&self, user: UserId) -> u64 {
+        self.extra
+            .as_ref()
+            .and_then(|extra| extra.joined.get(&user).copied())
+            .unwrap_or(0)
     }
 
     pub(crate) fn deleted(&self) -> &[u64] {

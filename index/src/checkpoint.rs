@@ -36,7 +36,7 @@ use crate::receipts::{Receipts, delivered_chat, delivered_key};
 use crate::wire::{Framed, RUN_BYTES, Reader, Writer, read_framed, write_framed};
 
 /// The checkpoint format version this build writes and reads.
-pub const CHECKPOINT_VERSION: u16 = 4;
+pub const CHECKPOINT_VERSION: u16 = 5;
 
 const MAGIC: [u8; 8] = *b"MSVINDEX";
 const FILE: &str = "INDEX";
@@ -157,6 +157,7 @@ impl Index {
                     for (user, role) in members {
                         w.u64(user.0);
                         w.u8(matches!(role, Role::Admin) as u8);
+                        w.u64(chat.joined(*user));
                     }
                 }
             }
@@ -298,11 +299,12 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
         let deleted = (0..r.count(8)?)
             .map(|_| r.u64())
             .collect::<Option<Vec<_>>>()?;
+        let mut joined = BTreeMap::new();
         let members = match r.u8()? {
             0 => None,
             1 => {
                 let mut members = BTreeMap::new();
-                for _ in 0..r.count(9)? {
+                for _ in 0..r.count(17)? {
                     let user = UserId(r.u64()?);
                     let role = match r.u8()? {
                         0 => Role::Member,
@@ -310,6 +312,7 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
                         _ => return None,
                     };
                     members.insert(user, role);
+                    joined.insert(user, r.u64()?);
                 }
                 Some(members)
             }
@@ -330,6 +333,7 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
         }
         let extra = (ttl_ms != 0 || !deleted.is_empty() || members.is_some()).then(|| {
             Box::new(Extra {
+                joined,
                 deleted,
                 ttl_ms,
                 members,

@@ -400,6 +400,151 @@ impl Expiry {
     }
 }
 
+/// A chat's long-lived state, written to the log before retention removes the records it came
+/// from, so a rebuild from what the log still holds (after losing the checkpoint) restores
+/// heads (seqs are never reused), group members and roles, the disappearing-messages setting,
+/// deletions and watermarks.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 1 | version (1) |
+/// | 1 | 1 | flags: bit 0 = a group (members follow) |
+/// | 2 | 6 | reserved (0) |
+/// | 8 | 8 | head seq |
+/// | 16 | 8 | ttl ms |
+/// | 24 | 4 | members `m`, then `m` × (user 8, role 1: 0 member, 1 admin, joined at seq 8) |
+/// | … | 4 | read watermarks `r`, then `r` × (user 8, seq 8) |
+/// | … | 4 | delivered watermarks `d`, then `d` × (user 8, device 4, seq 8) |
+/// | … | 4 | deleted seqs `x`, then `x` × seq 8 |
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatState {
+    /// The chat's head seq.
+    pub head: Seq,
+    /// Its disappearing-messages setting (0: off).
+    pub ttl_ms: u64,
+    /// For a group: its members (`None`: not a group).
+    pub members: Option<Vec<SnapshotMember>>,
+    /// Read watermarks.
+    pub read: Vec<(UserId, Seq)>,
+    /// Delivered watermarks.
+    pub delivered: Vec<(UserId, DeviceId, Seq)>,
+    /// Seqs deleted for everyone.
+    pub deleted: Vec<Seq>,
+}
+
+/// A group member in a [`ChatState`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotMember {
+    /// Who.
+    pub user: UserId,
+    /// An admin.
+    pub admin: bool,
+    /// The group's head when they joined.
+    pub joined: Seq,
+}
+
+impl ChatState {
+    /// Encodes the payload.
+    pub fn encode(&self) -> Bytes {
+        let members = self.members.as_deref().unwrap_or(&[]);
+        let mut out = BytesMut::with_capacity(
+            40 + members.len() * 17
+                + self.read.len() * 16
+                + self.delivered.len() * 20
+                + self.deleted.len() * 8,
+        );
+        out.put_u8(PAYLOAD_VERSION);
+        out.put_u8(u8::from(self.members.is_some()));
+        out.put_slice(&[0; 6]);
+        out.put_u64_le(self.head.0);
+        out.put_u64_le(self.ttl_ms);
+        out.put_u32_le(members.len() as u32);
+        for member in members {
+            out.put_u64_le(member.user.0);
+            out.put_u8(u8::from(member.admin));
+            out.put_u64_le(member.joined.0);
+        }
+        out.put_u32_le(self.read.len() as u32);
+        for (user, seq) in &self.read {
+            out.put_u64_le(user.0);
+            out.put_u64_le(seq.0);
+        }
+        out.put_u32_le(self.delivered.len() as u32);
+        for (user, device, seq) in &self.delivered {
+            out.put_u64_le(user.0);
+            out.put_u32_le(device.0);
+            out.put_u64_le(seq.0);
+        }
+        out.put_u32_le(self.deleted.len() as u32);
+        for seq in &self.deleted {
+            out.put_u64_le(seq.0);
+        }
+        out.freeze()
+    }
+
+    /// Decodes a payload (`None` if malformed: counts are checked against the bytes left).
+    pub fn decode(mut buf: &[u8]) -> Option<ChatState> {
+        fn count(buf: &mut &[u8], each: usize) -> Option<usize> {
+            if buf.len() < 4 {
+                return None;
+            }
+            let n = buf.get_u32_le() as usize;
+            (n.checked_mul(each)? <= buf.len()).then_some(n)
+        }
+        if buf.len() < 28 || buf.get_u8() != PAYLOAD_VERSION {
+            return None;
+        }
+        let flags = buf.get_u8();
+        if flags > 1 || buf[..6] != [0; 6] {
+            return None;
+        }
+        buf.advance(6);
+        let head = Seq(buf.get_u64_le());
+        let ttl_ms = buf.get_u64_le();
+        let mut members = Vec::new();
+        for _ in 0..count(&mut buf, 17)? {
+            let user = UserId(buf.get_u64_le());
+            let admin = match buf.get_u8() {
+                0 => false,
+                1 => true,
+                _ => return None,
+            };
+            let joined = Seq(buf.get_u64_le());
+            members.push(SnapshotMember {
+                user,
+                admin,
+                joined,
+            });
+        }
+        if flags == 0 && !members.is_empty() {
+            return None;
+        }
+        let read = (0..count(&mut buf, 16)?)
+            .map(|_| (UserId(buf.get_u64_le()), Seq(buf.get_u64_le())))
+            .collect();
+        let delivered = (0..count(&mut buf, 20)?)
+            .map(|_| {
+                (
+                    UserId(buf.get_u64_le()),
+                    DeviceId(buf.get_u32_le()),
+                    Seq(buf.get_u64_le()),
+                )
+            })
+            .collect();
+        let deleted = (0..count(&mut buf, 8)?)
+            .map(|_| Seq(buf.get_u64_le()))
+            .collect();
+        buf.is_empty().then_some(ChatState {
+            head,
+            ttl_ms,
+            members: (flags == 1).then_some(members),
+            read,
+            delivered,
+            deleted,
+        })
+    }
+}
+
 /// Any payload, decoded by its record kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Payload {
@@ -413,6 +558,8 @@ pub enum Payload {
     GroupChange(GroupChange),
     /// A disappearing-messages setting.
     Expiry(Expiry),
+    /// A chat's state, summarising records retention is about to remove.
+    Snapshot(ChatState),
 }
 
 impl Payload {
@@ -424,6 +571,7 @@ impl Payload {
             RecordKind::Tombstone => Payload::Tombstone(Tombstone::decode(payload)?),
             RecordKind::GroupChange => Payload::GroupChange(GroupChange::decode(payload)?),
             RecordKind::Expiry => Payload::Expiry(Expiry::decode(payload)?),
+            RecordKind::Snapshot => Payload::Snapshot(ChatState::decode(payload)?),
             _ => return None,
         })
     }
@@ -436,6 +584,7 @@ impl Payload {
             Payload::Tombstone(_) => RecordKind::Tombstone,
             Payload::GroupChange(_) => RecordKind::GroupChange,
             Payload::Expiry(_) => RecordKind::Expiry,
+            Payload::Snapshot(_) => RecordKind::Snapshot,
         }
     }
 
@@ -447,6 +596,7 @@ impl Payload {
             Payload::Tombstone(t) => t.encode(),
             Payload::GroupChange(g) => g.encode(),
             Payload::Expiry(e) => e.encode(),
+            Payload::Snapshot(s) => s.encode(),
         }
     }
 }
@@ -529,6 +679,38 @@ mod tests {
                 ttl_ms: t,
                 by: UserId(b)
             })),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                proptest::option::of(proptest::collection::vec(
+                    (any::<u64>(), any::<bool>(), any::<u64>()),
+                    0..8,
+                )),
+                proptest::collection::vec((any::<u64>(), any::<u64>()), 0..8),
+                proptest::collection::vec((any::<u64>(), any::<u32>(), any::<u64>()), 0..8),
+                proptest::collection::vec(any::<u64>(), 0..8),
+            )
+                .prop_map(|(head, ttl_ms, members, read, delivered, deleted)| {
+                    Payload::Snapshot(ChatState {
+                        head: Seq(head),
+                        ttl_ms,
+                        members: members.map(|m| {
+                            m.into_iter()
+                                .map(|(u, a, j)| SnapshotMember {
+                                    user: UserId(u),
+                                    admin: a,
+                                    joined: Seq(j),
+                                })
+                                .collect()
+                        }),
+                        read: read.into_iter().map(|(u, s)| (UserId(u), Seq(s))).collect(),
+                        delivered: delivered
+                            .into_iter()
+                            .map(|(u, d, s)| (UserId(u), DeviceId(d), Seq(s)))
+                            .collect(),
+                        deleted: deleted.into_iter().map(Seq).collect(),
+                    })
+                }),
         ]
     }
 

@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use missive_log::{
-    BatchPos, ChatId, DecodedBatch, DeviceId, Entry, Log, Lsn, RecordKind, Seq, ShardId, Storage,
-    Timestamp, UserId,
+    BatchPos, ChatId, DecodedBatch, DeviceId, Entry, Log, Lsn, Record, RecordKind, SegmentInfo,
+    Seq, ShardId, Storage, Timestamp, UserId,
 };
 
 use crate::chat::{ActiveRuns, Chat, Chats, Role, Run, SealedSpan, direct_side};
-use crate::codec::{GroupChange, GroupOp, Message, Payload, ReceiptKind};
+use crate::codec::{
+    ChatState, GroupChange, GroupOp, Message, Payload, ReceiptKind, SnapshotMember,
+};
 use crate::dedup::{DEDUP_WINDOW_MS, Dedup, Sent};
 use crate::error::{Error, Result};
 use crate::receipts::Receipts;
@@ -312,27 +314,28 @@ impl Index {
                     self.receipts.join_direct(a, b);
                 }
                 // Sending implies having read (and, on the sending device, received) the chat
-                // up to one's own message.
-                self.raise_read(message.sender, chat_id, seq);
-                self.receipts
-                    .raise_delivered(message.sender, message.sender_device, chat_id, seq);
+                // up to one's own message: for its users (a group's members at this point; a
+                // system message is sent by whoever changed the group, maybe not a member).
+                if self.is_member(chat_id, message.sender) {
+                    self.raise_read(message.sender, chat_id, seq);
+                    self.receipts.raise_delivered(
+                        message.sender,
+                        message.sender_device,
+                        chat_id,
+                        seq,
+                    );
+                }
             }
             Payload::Receipt(receipt) => {
                 // Only the chat's users have watermarks in it: a receipt from anyone else (the
                 // engine refuses to write one) changes nothing.
-                let Some(chat) = self.chats.get(chat_id) else {
+                let Some(head) = self.chats.get(chat_id).map(|chat| chat.head) else {
                     return Ok(());
                 };
-                let member = match chat_id.direct_users() {
-                    Some(_) => direct_side(chat_id, receipt.user).is_some(),
-                    None => chat
-                        .members()
-                        .is_some_and(|m| m.contains_key(&receipt.user)),
-                };
-                if !member {
+                if !self.is_member(chat_id, receipt.user) {
                     return Ok(());
                 }
-                let up_to = receipt.up_to.0.min(chat.head);
+                let up_to = receipt.up_to.0.min(head);
                 self.receipts
                     .raise_delivered(receipt.user, receipt.device, chat_id, up_to);
                 if receipt.kind == ReceiptKind::Read {
@@ -349,8 +352,99 @@ impl Index {
                 }
             }
             Payload::GroupChange(change) => self.apply_group_change(chat_id, &change),
+            Payload::Snapshot(state) => self.apply_snapshot(chat_id, pos.shard, &state),
         }
         Ok(())
+    }
+
+    /// Restores what a snapshot summarises. Over a live index it changes nothing (it was
+    /// written from this state, and state only moves forward); over a rebuild from a log whose
+    /// older records retention removed, it brings back the head, members, setting, deletions
+    /// and watermarks those records carried.
+    fn apply_snapshot(&mut self, chat_id: ChatId, shard: ShardId, state: &ChatState) {
+        let chat = self.chats.entry(chat_id);
+        let first_seen = chat.head == 0 && state.head.0 > 0;
+        chat.head = chat.head.max(state.head.0);
+        if state.ttl_ms != chat.ttl_ms() {
+            chat.extra_mut().ttl_ms = state.ttl_ms;
+        }
+        for seq in &state.deleted {
+            chat.mark_deleted(seq.0);
+        }
+        if let Some(members) = &state.members {
+            let now: BTreeMap<UserId, Role> = members
+                .iter()
+                .map(|m| (m.user, if m.admin { Role::Admin } else { Role::Member }))
+                .collect();
+            let extra = chat.extra_mut();
+            extra.joined = members.iter().map(|m| (m.user, m.joined.0)).collect();
+            let before = extra.members.replace(now.clone()).unwrap_or_default();
+            for user in before.keys().filter(|u| !now.contains_key(u)) {
+                self.receipts.leave_group(*user, chat_id);
+                self.receipts.forget(*user, chat_id);
+            }
+            for user in now.keys() {
+                self.receipts.join_group(*user, chat_id);
+            }
+        }
+        if first_seen && let Some((a, b)) = chat_id.direct_users() {
+            self.receipts.join_direct(a, b);
+        }
+        for (user, seq) in &state.read {
+            self.raise_read(*user, chat_id, seq.0);
+        }
+        for (user, device, seq) in &state.delivered {
+            self.receipts
+                .raise_delivered(*user, *device, chat_id, seq.0);
+        }
+        let _ = shard;
+    }
+
+    /// The snapshot of a chat's state, as [`apply_snapshot`](Index::apply_snapshot) restores it.
+    pub fn chat_state(&self, chat_id: ChatId) -> Option<ChatState> {
+        let chat = self.chats.get(chat_id)?;
+        let members = chat.members().map(|members| {
+            members
+                .iter()
+                .map(|(user, role)| SnapshotMember {
+                    user: *user,
+                    admin: *role == Role::Admin,
+                    joined: Seq(chat.joined(*user)),
+                })
+                .collect()
+        });
+        let users: Vec<UserId> = match (chat_id.direct_users(), chat.members()) {
+            (Some((a, b)), _) if a == b => vec![a],
+            (Some((a, b)), _) => vec![a, b],
+            (None, Some(members)) => members.keys().copied().collect(),
+            (None, None) => Vec::new(),
+        };
+        let read = users
+            .iter()
+            .map(|user| (*user, self.read_up_to(*user, chat_id)))
+            .filter(|(_, seq)| seq.0 > 0)
+            .collect();
+        let delivered = self.receipts.delivered_in(chat_id, &users);
+        Some(ChatState {
+            head: Seq(chat.head),
+            ttl_ms: chat.ttl_ms(),
+            members,
+            read,
+            delivered,
+            deleted: chat.deleted().iter().map(|seq| Seq(*seq)).collect(),
+        })
+    }
+
+    /// Whether `user` is in the chat now: one of a 1:1 chat's two users, a group's member.
+    pub fn is_member(&self, chat: ChatId, user: UserId) -> bool {
+        match chat.direct_users() {
+            Some(_) => direct_side(chat, user).is_some(),
+            None => self
+                .chats
+                .get(chat)
+                .and_then(Chat::members)
+                .is_some_and(|members| members.contains_key(&user)),
+        }
     }
 
     /// Raises `user`'s read watermark in the chat: inline in a 1:1 chat (ignored for anyone but
@@ -369,22 +463,27 @@ impl Index {
 
     fn apply_group_change(&mut self, chat_id: ChatId, change: &GroupChange) {
         let chat = self.chats.entry(chat_id);
-        let members = chat.extra_mut().members.get_or_insert_with(BTreeMap::new);
+        let head = chat.head;
+        let extra = chat.extra_mut();
+        let members = extra.members.get_or_insert_with(BTreeMap::new);
         let mut joined = Vec::new();
         let mut left = Vec::new();
+        let mut join = |user: UserId, role: Role| {
+            if let std::collections::btree_map::Entry::Vacant(slot) = members.entry(user) {
+                slot.insert(role);
+                joined.push(user);
+            }
+        };
         match change.op {
             GroupOp::Create => {
-                members.insert(change.by, Role::Admin);
-                joined.push(change.by);
+                join(change.by, Role::Admin);
                 for user in &change.users {
-                    members.entry(*user).or_insert(Role::Member);
-                    joined.push(*user);
+                    join(*user, Role::Member);
                 }
             }
             GroupOp::Add => {
                 for user in &change.users {
-                    members.entry(*user).or_insert(Role::Member);
-                    joined.push(*user);
+                    join(*user, Role::Member);
                 }
             }
             GroupOp::Remove => {
@@ -407,34 +506,137 @@ impl Index {
                 }
             }
         }
-        for user in joined {
-            self.receipts.join_group(user, chat_id);
+        for user in &joined {
+            extra.joined.insert(*user, head);
+            self.receipts.join_group(*user, chat_id);
         }
-        for user in left {
-            self.receipts.leave_group(user, chat_id);
+        for user in &left {
+            extra.joined.remove(user);
+            self.receipts.leave_group(*user, chat_id);
+            self.receipts.forget(*user, chat_id);
         }
     }
 
-    /// Applies retention to the log and the index together: checkpoints the index first (so
-    /// the state carried by every record about to go — group members, watermarks, heads — is
-    /// durable elsewhere), then deletes the log segments whose window ended by `cutoff`, then
-    /// drops the runs that pointed into them. Returns the segments removed.
+    /// Applies retention to the log and the index together. Before any segment goes, writes a
+    /// snapshot record of every chat with records in it (heads, members, settings, deletions and
+    /// watermarks live on in the log, so a rebuild without the checkpoint restores them, and
+    /// seqs are never reused), then checkpoints, then deletes exactly the segments prepared for
+    /// (sealed, window ended by `cutoff`), then drops the runs that pointed into them. Returns
+    /// the segments removed.
     ///
-    /// Always retain through here rather than [`Log::retain`] directly: a checkpoint older than
-    /// removed records could not be replayed up to date.
+    /// Always retain through here rather than [`Log::retain`] directly.
     pub fn retain(&mut self, log: &Log, cutoff: Timestamp) -> Result<usize> {
         self.catch_up(log)?;
-        self.retain_applied(log, cutoff)
+        let at = (0..log.shard_count())
+            .map(|shard| self.newest_message_time(ShardId(shard)))
+            .max()
+            .unwrap_or(cutoff)
+            .max(cutoff);
+        self.retain_with(log, cutoff, at, |index, records| -> Result<()> {
+            let tickets = records
+                .into_iter()
+                .map(|record| log.append(record))
+                .collect::<missive_log::Result<Vec<_>>>()?;
+            for ticket in tickets {
+                ticket.wait()?;
+            }
+            index.catch_up(log)?;
+            Ok(())
+        })
     }
 
-    /// [`retain`](Index::retain) without catching up first, for a caller that applies the log
-    /// itself (the engine, which publishes each record as it applies it) and has applied
-    /// everything up to now: segments retention removes are sealed, older than what it applied.
-    pub fn retain_applied(&mut self, log: &Log, cutoff: Timestamp) -> Result<usize> {
+    /// [`retain`](Index::retain) for a caller that writes to and applies the log itself (the
+    /// engine, which publishes each record as it applies it): `write` must append the snapshot
+    /// records it is given, wait until they are durable and apply everything up to them.
+    /// Writing them may seal the active segment and make it due too; that one is prepared for in
+    /// a second round.
+    pub fn retain_with<E: From<Error>>(
+        &mut self,
+        log: &Log,
+        cutoff: Timestamp,
+        at: Timestamp,
+        mut write: impl FnMut(&mut Index, Vec<Record>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<usize, E> {
+        let mut prepared: Vec<(ShardId, u64)> = Vec::new();
+        loop {
+            let due: Vec<(ShardId, SegmentInfo, u64)> = self
+                .due_segments(log, cutoff)?
+                .into_iter()
+                .filter(|(shard, segment, _)| !prepared.contains(&(*shard, segment.first_lsn)))
+                .collect();
+            if due.is_empty() {
+                break;
+            }
+            let records = self.snapshots_of(log, &due, at)?;
+            prepared.extend(
+                due.iter()
+                    .map(|(shard, segment, _)| (*shard, segment.first_lsn)),
+            );
+            write(self, records)?;
+        }
+        if prepared.is_empty() {
+            return Ok(0);
+        }
         self.checkpoint()?;
-        let removed = log.retain(cutoff)?.segments_removed;
+        let removed = log
+            .retain_segments(&prepared)
+            .map_err(Error::from)?
+            .segments_removed;
         self.prune_removed(log)?;
         Ok(removed)
+    }
+
+    /// The sealed segments whose window ended by `cutoff`, with the first LSN after each.
+    fn due_segments(
+        &self,
+        log: &Log,
+        cutoff: Timestamp,
+    ) -> Result<Vec<(ShardId, SegmentInfo, u64)>> {
+        let mut due = Vec::new();
+        for shard in 0..log.shard_count() {
+            let segments = log.segments(ShardId(shard))?;
+            for (i, segment) in segments.iter().enumerate() {
+                if segment.sealed
+                    && segment.window_start_ms.saturating_add(segment.window_ms) <= cutoff.0
+                {
+                    let end = segments.get(i + 1).map_or(u64::MAX, |next| next.first_lsn);
+                    due.push((ShardId(shard), segment.clone(), end));
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    /// One snapshot record, stamped `at`, per chat with any record in these segments (read for
+    /// the last time: they are about to go).
+    fn snapshots_of(
+        &self,
+        log: &Log,
+        segments: &[(ShardId, SegmentInfo, u64)],
+        at: Timestamp,
+    ) -> Result<Vec<Record>> {
+        let mut chats = BTreeSet::new();
+        for (shard, segment, end) in segments {
+            for batch in log.batches_from(*shard, Lsn(segment.first_lsn))? {
+                let (_, batch) = batch?;
+                if batch.header.first_lsn.0 >= *end {
+                    break;
+                }
+                chats.extend(batch.entries().map(|entry| entry.record.chat));
+            }
+        }
+        Ok(chats
+            .into_iter()
+            .filter_map(|chat| {
+                let payload = Payload::Snapshot(self.chat_state(chat)?);
+                Some(Record {
+                    kind: payload.kind(),
+                    chat,
+                    timestamp: at,
+                    payload: payload.encode(),
+                })
+            })
+            .collect())
     }
 
     /// Drops what points into segments retention removed, and their index files. Returns the
@@ -765,8 +967,10 @@ impl Index {
         self.receipts
             .chats_of(user)
             .filter_map(|chat| {
-                let head = self.chats.get(chat).map_or(0, |c| c.head);
-                let done = self.receipts.delivered(user, device, chat);
+                let state = self.chats.get(chat);
+                let head = state.map_or(0, |c| c.head);
+                let joined = state.map_or(0, |c| c.joined(user));
+                let done = self.receipts.delivered(user, device, chat).max(joined);
                 (head > done).then_some(InboxEntry {
                     chat,
                     delivered: Seq(done),
@@ -816,9 +1020,16 @@ impl Index {
     /// Messages in the chat the user has not read: head − read watermark. The user's own
     /// messages never count: sending one moves the sender's read watermark to it.
     pub fn unread(&self, user: UserId, chat: ChatId) -> u64 {
+        let joined = self.joined_at(chat, user).0;
         self.head(chat)
             .0
-            .saturating_sub(self.read_up_to(user, chat).0)
+            .saturating_sub(self.read_up_to(user, chat).0.max(joined))
+    }
+
+    /// For a group, the head when `user` joined it: the member never receives, nor counts as
+    /// unread, anything at or below it (0 for a 1:1 chat or a non-member).
+    pub fn joined_at(&self, chat: ChatId, user: UserId) -> Seq {
+        Seq(self.chats.get(chat).map_or(0, |c| c.joined(user)))
     }
 
     /// The state of message `seq` for `recipient`, by comparing watermarks with the seq.

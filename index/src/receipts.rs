@@ -99,6 +99,42 @@ impl Receipts {
             .unwrap_or(0)
     }
 
+    /// Forgets the user's watermarks in a group they left: if they join again, they start from
+    /// the head at that time, like any new member.
+    pub(crate) fn forget(&mut self, user: UserId, chat: ChatId) {
+        self.group_read.remove(&(user, chat));
+        let keys: Vec<DeliveredKey> = self
+            .delivered
+            .range(
+                delivered_key(user, chat, DeviceId(0)),
+                delivered_key(user, chat, DeviceId(u32::MAX)),
+            )
+            .map(|(key, _)| key)
+            .collect();
+        for key in keys {
+            self.delivered.remove(&key);
+        }
+    }
+
+    /// Every delivered watermark in the chat of these users.
+    pub(crate) fn delivered_in(
+        &self,
+        chat: ChatId,
+        users: &[UserId],
+    ) -> Vec<(UserId, DeviceId, missive_log::Seq)> {
+        users
+            .iter()
+            .flat_map(|user| {
+                self.delivered
+                    .range(
+                        delivered_key(*user, chat, DeviceId(0)),
+                        delivered_key(*user, chat, DeviceId(u32::MAX)),
+                    )
+                    .map(|(key, seq)| (key.0, key.3, missive_log::Seq(seq)))
+            })
+            .collect()
+    }
+
     /// Whether any of the user's devices has message `seq` of the chat.
     pub(crate) fn delivered_anywhere(&self, user: UserId, chat: ChatId, seq: u64) -> bool {
         self.delivered

@@ -610,13 +610,26 @@ impl Log {
     /// Deletes every sealed segment whose time window ended at or before `cutoff`: whole files,
     /// O(1) each. The time is an argument; the log never reads a clock.
     pub fn retain(&self, cutoff: Timestamp) -> Result<RetainReport> {
+        self.remove_segments(|_, segment| segment.window_end_ms() <= cutoff.0)
+    }
+
+    /// Deletes exactly the sealed segments named by `(shard, first LSN)` (others, and any that
+    /// is not sealed, are left alone): for a caller that prepared for each removal (an index
+    /// that wrote snapshots of the state those segments carried).
+    pub fn retain_segments(&self, segments: &[(ShardId, u64)]) -> Result<RetainReport> {
+        self.remove_segments(|shard, segment| {
+            segments.contains(&(ShardId(shard), segment.first_lsn))
+        })
+    }
+
+    fn remove_segments(&self, expired: impl Fn(u32, &Segment) -> bool) -> Result<RetainReport> {
         let mut report = RetainReport::default();
         for shard in &self.shards {
             let expired: Vec<Arc<Segment>> = {
                 let mut segments = shard.segments.write();
                 let (expired, kept) = segments
                     .drain(..)
-                    .partition(|s| s.is_sealed() && s.window_end_ms() <= cutoff.0);
+                    .partition(|s| s.is_sealed() && expired(shard.id, s));
                 *segments = kept;
                 expired
             };

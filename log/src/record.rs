@@ -22,16 +22,20 @@ pub enum RecordKind {
     GroupChange = 4,
     /// An expiry: messages of a chat up to a point are gone.
     Expiry = 5,
+    /// A snapshot of a chat's long-lived state (head, members, watermarks), written before
+    /// retention removes the records it summarises.
+    Snapshot = 6,
 }
 
 impl RecordKind {
     /// Every kind, in tag order.
-    pub const ALL: [RecordKind; 5] = [
+    pub const ALL: [RecordKind; 6] = [
         RecordKind::Message,
         RecordKind::Tombstone,
         RecordKind::Receipt,
         RecordKind::GroupChange,
         RecordKind::Expiry,
+        RecordKind::Snapshot,
     ];
 
     /// The kind's tag on disk.
@@ -47,6 +51,7 @@ impl RecordKind {
             3 => RecordKind::Receipt,
             4 => RecordKind::GroupChange,
             5 => RecordKind::Expiry,
+            6 => RecordKind::Snapshot,
             _ => return None,
         })
     }
