@@ -1,0 +1,66 @@
+//! The plug-in boundary between the WebSocket shell and the messaging product.
+//!
+//! The shell ([`crate::ws`]) authenticates, enforces limits, parses frames, answers `ping`, and
+//! calls a [`Messaging`] implementation for everything else:
+//!
+//! - [`Messaging::on_connect`] once the connection is registered (deliver the backlog after the
+//!   device's watermark, mark the user online);
+//! - [`Messaging::on_frame`] for each `message`, `receipt`, `typing` and `call` frame, in
+//!   order, one at a time per connection; the returned frame (an `ack` or an `error`) is written
+//!   to this connection directly, ahead of anything queued in its sink;
+//! - [`Messaging::on_disconnect`] once the connection is gone (mark offline).
+//!
+//! Frames for other connections go through their [`FrameSink`](crate::ws::FrameSink)s, which an
+//! implementation keeps from `on_connect` (or finds in [`crate::ws::Connections`]).
+//!
+//! [`NotImplemented`] is the default until the engine is wired in: it answers every frame with
+//! an `error` frame whose code is `not_implemented`.
+
+use crate::error::ApiError;
+use crate::shutdown::BoxFuture;
+use crate::ws::{ClientFrame, Connection, ErrorFrame, ServerFrame};
+
+/// What the server does with WebSocket frames. See the module docs for the call order.
+pub trait Messaging: Send + Sync + 'static {
+    /// A connection is open and registered.
+    fn on_connect<'a>(&'a self, connection: &'a Connection) -> BoxFuture<'a, ()> {
+        let _ = connection;
+        Box::pin(async {})
+    }
+
+    /// A frame arrived (never `ping`, which the shell answers). Returns the direct reply, if
+    /// any. The connection reads no further frame until this completes, so long work should be
+    /// spawned; and it must not wait for room in this connection's own sink.
+    fn on_frame<'a>(
+        &'a self,
+        connection: &'a Connection,
+        frame: ClientFrame,
+    ) -> BoxFuture<'a, Option<ServerFrame>>;
+
+    /// The connection is closed and unregistered.
+    fn on_disconnect(&self, connection: &Connection) {
+        let _ = connection;
+    }
+}
+
+/// Answers every frame with `not_implemented`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NotImplemented;
+
+impl Messaging for NotImplemented {
+    fn on_frame<'a>(
+        &'a self,
+        _connection: &'a Connection,
+        frame: ClientFrame,
+    ) -> BoxFuture<'a, Option<ServerFrame>> {
+        let error = ApiError::NotImplemented(format!(
+            "`{}` frames are not served by this build yet",
+            frame.kind()
+        ));
+        let reply = match &frame {
+            ClientFrame::Message(m) => ErrorFrame::for_message(&error, &m.client_msg_id),
+            _ => ErrorFrame::new(&error),
+        };
+        Box::pin(async move { Some(ServerFrame::Error(reply)) })
+    }
+}
