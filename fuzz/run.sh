@@ -3,7 +3,8 @@
 # any of them crashes. Works from any directory, as root, with no standard input.
 #
 #   FUZZ_SECONDS_SEGMENT  seconds for `segment`                            (default 60)
-#   FUZZ_SECONDS_OTHERS   seconds for `segment_structured`, `lz4_batch`   (default 20)
+#   FUZZ_SECONDS_OTHERS   seconds for `segment_structured`, `lz4_batch`,
+#                         `ffi` (the C API driven by a script of calls)    (default 20)
 #   FUZZ_TARGETS          which targets to run, space-separated            (default: all)
 #
 # New inputs the fuzzer finds go to a temporary folder, so the committed corpus stays as it is.
@@ -19,7 +20,7 @@ unset CARGO_TARGET_DIR
 
 seconds_segment=${FUZZ_SECONDS_SEGMENT:-60}
 seconds_others=${FUZZ_SECONDS_OTHERS:-20}
-targets=${FUZZ_TARGETS:-segment segment_structured lz4_batch}
+targets=${FUZZ_TARGETS:-segment segment_structured lz4_batch ffi}
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "== installing cargo-fuzz"

@@ -15,6 +15,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
 
+step "C API: header current, C and Python examples, C tests under valgrind"
+bash ffi/run.sh
+
 step "loom models (bounded preemptions; own target dir: --cfg loom rebuilds everything)"
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 CARGO_TARGET_DIR=target/loom \
   cargo test --locked --release -p missive-log --test loom_ticket
