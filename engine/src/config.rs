@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use missive_log::{Durability, Timestamp};
+use missive_index::codec::{GROUP_CHANGE_USERS_MAX, MEDIA_REF_BYTES_MAX};
+use missive_log::{
+    Durability, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_BYTES_MIN, SHARD_COUNT_MAX, Timestamp,
+};
 
 /// Where the engine's logic gets "now": server milliseconds since the Unix epoch. Tests replace
 /// it with a [`ManualClock`] to jump a day back or ten years forward.
@@ -107,6 +110,58 @@ impl Default for Config {
             dedup_window: Duration::from_secs(300),
             clock: Arc::new(SystemClock),
         }
+    }
+}
+
+/// Bytes of a message record besides its body and media reference (its fixed fields), so that
+/// the largest body and media together stay within a log record.
+const MESSAGE_FIXED_BYTES: usize = 128;
+
+impl Config {
+    /// Checks the settings the engine relies on; [`Engine::open`](crate::Engine::open) calls it.
+    pub fn validate(&self) -> crate::Result<()> {
+        let invalid = |what: String| Err(crate::Error::InvalidArgument(what));
+        if self.group_cap == 0 || self.group_cap > GROUP_CHANGE_USERS_MAX {
+            return invalid(format!(
+                "group_cap {} must be 1..={GROUP_CHANGE_USERS_MAX}",
+                self.group_cap
+            ));
+        }
+        if self.queue_capacity == 0 || self.queue_capacity > missive_fanout::QUEUE_CAPACITY_MAX {
+            return invalid(format!(
+                "queue_capacity {} must be 1..={}",
+                self.queue_capacity,
+                missive_fanout::QUEUE_CAPACITY_MAX
+            ));
+        }
+        if self.media_ref_bytes_max > MEDIA_REF_BYTES_MAX {
+            return invalid(format!(
+                "media_ref_bytes_max {} is above {MEDIA_REF_BYTES_MAX}",
+                self.media_ref_bytes_max
+            ));
+        }
+        let room = RECORD_PAYLOAD_BYTES_MAX - MEDIA_REF_BYTES_MAX - MESSAGE_FIXED_BYTES;
+        if self.body_bytes_max > room {
+            return invalid(format!(
+                "body_bytes_max {} is above {room} (a log record holds {RECORD_PAYLOAD_BYTES_MAX})",
+                self.body_bytes_max
+            ));
+        }
+        if self.shards == Some(0) || self.shards.is_some_and(|n| n > SHARD_COUNT_MAX) {
+            return invalid(format!("shards must be 1..={SHARD_COUNT_MAX}"));
+        }
+        if (self.segment_bytes_max) < SEGMENT_BYTES_MIN {
+            return invalid(format!(
+                "segment_bytes_max must be at least {SEGMENT_BYTES_MIN}"
+            ));
+        }
+        if self.segment_window.as_millis() == 0 {
+            return invalid("segment_window must be positive".into());
+        }
+        if let Durability::Interval { ms: 0 } = self.durability {
+            return invalid("an Interval durability needs a positive interval".into());
+        }
+        Ok(())
     }
 }
 

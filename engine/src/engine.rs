@@ -164,11 +164,7 @@ impl Engine {
         config: Config,
     ) -> Result<Engine> {
         let dir = path.as_ref().to_path_buf();
-        if config.group_cap == 0 || config.queue_capacity == 0 {
-            return Err(Error::InvalidArgument(
-                "group_cap and queue_capacity must be positive".into(),
-            ));
-        }
+        config.validate()?;
         let started = Instant::now();
         let log = Log::open_with(
             storage,
@@ -984,16 +980,20 @@ impl Engine {
         })
     }
 
-    /// The device's delivered watermark in a chat.
+    /// The device's delivered watermark in a chat (for its members).
     pub fn delivered_up_to(&self, user: UserId, device: DeviceId, chat: ChatId) -> Result<Seq> {
         self.check_open()?;
-        Ok(self.inner.index.read().delivered_up_to(user, device, chat))
+        let index = self.inner.index.read();
+        check_member(&index, chat, user)?;
+        Ok(index.delivered_up_to(user, device, chat))
     }
 
-    /// The user's read watermark in a chat.
+    /// The user's read watermark in a chat (for its members).
     pub fn read_up_to(&self, user: UserId, chat: ChatId) -> Result<Seq> {
         self.check_open()?;
-        Ok(self.inner.index.read().read_up_to(user, chat))
+        let index = self.inner.index.read();
+        check_member(&index, chat, user)?;
+        Ok(index.read_up_to(user, chat))
     }
 
     // ---- live delivery -----------------------------------------------------------------------

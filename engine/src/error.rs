@@ -101,6 +101,7 @@ impl From<missive_log::Error> for Error {
             Log::StorageFull { .. } => Error::StorageFull(error),
             Log::Corrupt { .. } => Error::Corrupt(error),
             Log::Closed => Error::Closed,
+            Log::InvalidConfig { .. } => Error::InvalidArgument(error.to_string()),
             other => Error::Storage(other),
         }
     }

@@ -80,7 +80,9 @@ pub use stats::Stats;
 pub use subscription::Subscription;
 
 pub use missive_fanout::Presence;
-pub use missive_index::codec::{ContentKind, GroupOp, ReceiptKind};
+pub use missive_index::codec::{
+    ContentKind, GROUP_CHANGE_USERS_MAX, GroupOp, MEDIA_REF_BYTES_MAX, ReceiptKind,
+};
 pub use missive_index::{MessageView, ReceiptCounts, Role, Status};
 pub use missive_log::Durability;
 

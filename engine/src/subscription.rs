@@ -4,8 +4,8 @@
 //! The hub's queue is registered *before* the backlog is read, so every message is either in the
 //! backlog (applied before the read) or published after registration (applied after), and
 //! perhaps both: a per-chat cursor (the last seq yielded) drops what was already yielded. A live
-//! message above `cursor + 1` means something was missed (the queue lagged, or the device's
-//! watermark moved): the chat is caught up from the index, which always has every applied
+//! message above `cursor + 1` means something was missed (the queue lagged, or the device sent
+//! in the chat itself): the chat is caught up from the index, which always has every applied
 //! message. A `Lagged` signal from the hub does the same for every chat of the user. So a
 //! slow device never stalls a sender and never loses a message; it only loses ephemeral events
 //! (typing, presence, receipts) that were published while it lagged — receipts are watermarks
@@ -32,7 +32,10 @@ pub struct Subscription {
     live: Live<Event>,
     user: UserId,
     device: DeviceId,
-    /// Per chat, the last seq yielded (absent: the device's delivered watermark).
+    /// Per chat, the last seq yielded; at first the device's delivered watermark when it
+    /// subscribed. Never the watermark since: the device's own sends raise it, and must not
+    /// hide from it what was already on its way (absent: a chat new since, read from the
+    /// user's join point).
     cursors: HashMap<ChatId, u64>,
     /// Chats to catch up from the index, in order.
     behind: VecDeque<ChatId>,
@@ -54,20 +57,28 @@ impl Subscription {
     pub(crate) fn new(engine: Engine, user: UserId, device: DeviceId) -> Subscription {
         // Live first, then the backlog: nothing falls between them.
         let live = engine.inner.hub.subscribe(user, device);
-        let behind = engine
-            .inner
-            .index
-            .read()
-            .inbox(user, device)
-            .into_iter()
-            .map(|entry| entry.chat)
-            .collect();
+        let (behind, cursors) = {
+            let index = engine.inner.index.read();
+            let behind = index
+                .inbox(user, device)
+                .into_iter()
+                .map(|entry| entry.chat)
+                .collect();
+            let cursors = index
+                .chats_of(user)
+                .map(|chat| {
+                    let delivered = index.delivered_up_to(user, device, chat);
+                    (chat, delivered.max(index.joined_at(chat, user)).0)
+                })
+                .collect();
+            (behind, cursors)
+        };
         Subscription {
             engine,
             live,
             user,
             device,
-            cursors: HashMap::new(),
+            cursors,
             behind,
             ready: VecDeque::new(),
         }
@@ -140,8 +151,8 @@ impl Subscription {
             let Some(&chat) = self.behind.front() else {
                 return Ok(None);
             };
-            let page = self.read_after(chat)?;
-            if page.len() < PAGE {
+            let (page, more) = self.read_after(chat)?;
+            if !more {
                 self.behind.pop_front();
             }
             self.ready
@@ -152,32 +163,38 @@ impl Subscription {
         }
         let event = self.ready.pop_front().expect("not empty");
         if let Event::Message { chat, message } = &event {
-            self.cursors.insert(*chat, message.message.seq.0);
+            let cursor = self.cursors.entry(*chat).or_insert(0);
+            *cursor = (*cursor).max(message.message.seq.0);
         }
         Ok(Some(event))
     }
 
-    fn read_after(&mut self, chat: ChatId) -> Result<Vec<MessageView>> {
+    /// The next page of the chat after its cursor, without the device's own messages, and
+    /// whether more may follow. The cursor moves past the whole page read (own messages
+    /// included): a page of nothing but the device's own sends must not be read again.
+    fn read_after(&mut self, chat: ChatId) -> Result<(Vec<MessageView>, bool)> {
         let inner = &self.engine.inner;
         let index = inner.index.read();
         // Nothing from before the device's user joined a group.
-        let watermark = index
-            .delivered_up_to(self.user, self.device, chat)
-            .0
-            .max(index.joined_at(chat, self.user).0);
-        let cursor = self.cursors.get(&chat).copied().unwrap_or(0).max(watermark);
+        let joined = index.joined_at(chat, self.user).0;
+        let cursor = self.cursors.get(&chat).copied().unwrap_or(0).max(joined);
         self.cursors.insert(chat, cursor);
         // The device may have left the group: only a member reads it.
         if crate::engine::check_member(&index, chat, self.user).is_err() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), false));
         }
         let now = self.engine.now();
-        Ok(index
-            .after(&inner.log, chat, Seq(cursor), PAGE, now)?
+        let page = index.after(&inner.log, chat, Seq(cursor), PAGE, now)?;
+        let more = page.len() == PAGE;
+        if let Some(last) = page.last() {
+            self.cursors.insert(chat, last.message.seq.0.max(cursor));
+        }
+        let page = page
             .into_iter()
             // The device's own messages (the sender's device is never sent its own).
             .filter(|m| !(m.message.sender == self.user && m.message.sender_device == self.device))
-            .collect())
+            .collect();
+        Ok((page, more))
     }
 
     /// Handles one delivery from the hub: an event to yield now, or `None` (dropped as already
@@ -206,22 +223,21 @@ impl Subscription {
                 let cursor = match self.cursors.get(&chat) {
                     Some(&cursor) => cursor,
                     None => {
+                        // A chat new since the device subscribed: all of it after the user
+                        // joined comes through this queue.
                         let index = self.engine.inner.index.read();
-                        let watermark = index
-                            .delivered_up_to(self.user, self.device, chat)
-                            .0
-                            .max(index.joined_at(chat, self.user).0);
+                        let joined = index.joined_at(chat, self.user).0;
                         drop(index);
-                        self.cursors.insert(chat, watermark);
-                        watermark
+                        self.cursors.insert(chat, joined);
+                        joined
                     }
                 };
                 if seq <= cursor {
                     return Ok(None);
                 }
                 if seq > cursor + 1 {
-                    // A gap: read the chat from the index (its own sends, skipped live, are
-                    // covered by the delivered watermark, which read_after takes into account).
+                    // A gap: read the chat from the index (read_after skips the device's own
+                    // sends, which are not sent to it live).
                     self.engine.inner.counters.catch_ups.add(1);
                     self.behind.push_back(chat);
                     return Ok(None);

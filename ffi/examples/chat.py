@@ -222,6 +222,16 @@ def must(result, what):
 # ---- the chat -------------------------------------------------------------------------------
 
 ALICE, BOB, CAROL, PHONE = 1, 2, 3, 0
+
+_print_lock = threading.Lock()
+
+
+def say(*parts):
+    """print, but whole lines only: the callback thread prints too."""
+    with _print_lock:
+        sys.stdout.write(" ".join(str(p) for p in parts) + "\n")
+        sys.stdout.flush()
+
 NAMES = {ALICE: "Alice", BOB: "Bob", CAROL: "Carol"}
 
 
@@ -234,13 +244,13 @@ def send(engine, sender, chat, n, text):
     body = text.encode()
     must(lib.missive_send(engine, sender, PHONE, chat, msg_id(sender, n), body, len(body), None,
                           byref(sent)), "missive_send")
-    print(f'{NAMES[sender]} sent "{text}" (seq {sent.seq})')
+    say(f'{NAMES[sender]} sent "{text}" (seq {sent.seq})')
     return sent
 
 
 def main():
     directory = sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="missive-py-")
-    print(f"Missive {lib.missive_version().decode()} from Python, storage in {directory}")
+    say(f"Missive {lib.missive_version().decode()} from Python, storage in {directory}")
     config = Config()
     must(lib.missive_config_default(byref(config)), "missive_config_default")
     config.group_members_max = 16
@@ -256,12 +266,12 @@ def main():
         event = event_ptr.contents
         if event.kind == MISSIVE_EVENT_RECEIPT:
             what = "read" if event.receipt_kind == MISSIVE_RECEIPT_READ else "received"
-            print(f"  [Alice's phone] {NAMES[event.user]} {what} up to seq {event.seq}")
+            say(f"  [Alice's phone] {NAMES[event.user]} {what} up to seq {event.seq}")
             receipts.append((event.receipt_kind, event.seq))
             if len(receipts) >= 2:
                 got_receipts.set()
         elif event.kind == MISSIVE_EVENT_MESSAGE:
-            print(f"  [Alice's phone] {NAMES.get(event.message.sender)}: "
+            say(f"  [Alice's phone] {NAMES.get(event.message.sender)}: "
                   f"{event.message.text()}")
 
     callback = EventCallback(alice_phone)  # keep it alive until the subscription is freed
@@ -278,7 +288,7 @@ def main():
     must(lib.missive_send(engine, ALICE, PHONE, direct, msg_id(ALICE, 1), b"Hi Bob!", 7, None,
                           byref(retry)), "retry")
     assert retry.duplicate and retry.seq == hi.seq
-    print(f"a retry stored nothing: duplicate={retry.duplicate}, seq {retry.seq}")
+    say(f"a retry stored nothing: duplicate={retry.duplicate}, seq {retry.seq}")
 
     event = Event()
     while True:
@@ -287,11 +297,11 @@ def main():
         if event.kind == MISSIVE_EVENT_MESSAGE:
             break
     text = event.message.text()
-    print(f"  [Bob's phone] {NAMES[event.message.sender]}: {text}")
+    say(f"  [Bob's phone] {NAMES[event.message.sender]}: {text}")
     assert text == "Hi Bob!"
     unread = c_uint64()
     must(lib.missive_unread(engine, BOB, direct, byref(unread)), "missive_unread")
-    print(f"Bob has {unread.value} unread")
+    say(f"Bob has {unread.value} unread")
     assert unread.value == 1
 
     # Receipts.
@@ -303,7 +313,7 @@ def main():
     counts = ReceiptCounts()
     must(lib.missive_message_status(engine, ALICE, direct, hi.seq, byref(counts), None),
          "missive_message_status")
-    print(f'"Hi Bob!": delivered to {counts.delivered} of {counts.recipients}, '
+    say(f'"Hi Bob!": delivered to {counts.delivered} of {counts.recipients}, '
           f"read by {counts.read}")
     assert (counts.recipients, counts.delivered, counts.read) == (1, 1, 1)
 
@@ -312,13 +322,13 @@ def main():
     group = ChatId()
     must(lib.missive_group_create(engine, ALICE, members, 2, byref(group)),
          "missive_group_create")
-    print("Alice created a group with Bob and Carol")
+    say("Alice created a group with Bob and Carol")
     dinner = send(engine, ALICE, group, 2, "Dinner at 8?")
     send(engine, CAROL, group, 1, "Yes!")
     must(lib.missive_mark_read(engine, BOB, PHONE, group, dinner.seq, None), "missive_mark_read")
     must(lib.missive_message_status(engine, ALICE, group, dinner.seq, byref(counts), None),
          "missive_message_status")
-    print(f'"Dinner at 8?": delivered to {counts.delivered} of {counts.recipients}, '
+    say(f'"Dinner at 8?": delivered to {counts.delivered} of {counts.recipients}, '
           f"read by {counts.read}")
     assert (counts.recipients, counts.read) == (2, 2)
     must(lib.missive_group_promote(engine, ALICE, group, BOB), "missive_group_promote")
@@ -329,7 +339,7 @@ def main():
     now = [(who.contents.members[i].user, who.contents.members[i].role)
            for i in range(who.contents.len)]
     must(lib.missive_member_list_free(who), "missive_member_list_free")
-    print("members now:", ", ".join(
+    say("members now:", ", ".join(
         NAMES[u] + (" (admin)" if r == MISSIVE_ROLE_ADMIN else "") for u, r in now))
     assert now == [(ALICE, MISSIVE_ROLE_ADMIN), (BOB, MISSIVE_ROLE_ADMIN)]
 
@@ -342,14 +352,14 @@ def main():
         system = "[system] " if m.kind == MISSIVE_CONTENT_SYSTEM else ""
         lines.append(f"  {m.seq} {system}{NAMES[m.sender]}: {m.text()}")
     must(lib.missive_message_list_free(history), "missive_message_list_free")
-    print(f"group history ({len(lines)}):")
-    print("\n".join(lines))
+    say(f"group history ({len(lines)}):")
+    say("\n".join(lines))
     assert len(lines) == 5 and "Dinner at 8?" in lines[1]
 
     must(lib.missive_expire(engine, 0, None), "missive_expire")
     stats = Stats()
     must(lib.missive_engine_stats(engine, byref(stats)), "missive_engine_stats")
-    print(f"stats: {stats.sends} sends ({stats.duplicate_sends} duplicate), "
+    say(f"stats: {stats.sends} sends ({stats.duplicate_sends} duplicate), "
           f"{stats.receipts} receipts, {stats.group_changes} group changes")
     assert stats.sends == 3 and stats.duplicate_sends == 1
 
@@ -360,7 +370,7 @@ def main():
     must(lib.missive_engine_free(engine), "missive_engine_free")
     if len(sys.argv) <= 1:
         shutil.rmtree(directory)
-    print("done")
+    say("done")
 
 
 if __name__ == "__main__":

@@ -316,14 +316,14 @@ impl Index {
                 // Sending implies having read (and, on the sending device, received) the chat
                 // up to one's own message: for its users (a group's members at this point; a
                 // system message is sent by whoever changed the group, maybe not a member).
+                // Delivered only if the device had everything before it: a device that sends
+                // while behind must still receive what came before its message.
                 if self.is_member(chat_id, message.sender) {
                     self.raise_read(message.sender, chat_id, seq);
-                    self.receipts.raise_delivered(
-                        message.sender,
-                        message.sender_device,
-                        chat_id,
-                        seq,
-                    );
+                    let (user, device) = (message.sender, message.sender_device);
+                    if self.receipts.delivered(user, device, chat_id) + 1 >= seq {
+                        self.receipts.raise_delivered(user, device, chat_id, seq);
+                    }
                 }
             }
             Payload::Receipt(receipt) => {
@@ -854,7 +854,9 @@ impl Index {
                 .map(|r| (r.first_ts, r.first_seq, r.last_seq)),
         );
         let from = starts
-            .partition_point(|(ts, ..)| *ts <= t.0)
+            // The last span starting *before* `t`: messages stored in the same millisecond as
+            // `t` may begin in it (several batches can share a millisecond).
+            .partition_point(|(ts, ..)| *ts < t.0)
             .saturating_sub(1);
         for &(_, first_seq, last_seq) in &starts[from.min(starts.len())..] {
             let found = self.scan(

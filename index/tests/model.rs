@@ -221,8 +221,11 @@ impl Harness {
         }
         let read = model.read.entry((from, chat)).or_default();
         *read = (*read).max(seq);
+        // The sending device had everything up to its message only if it was caught up.
         let delivered = model.delivered.entry((from, device, chat)).or_default();
-        *delivered = (*delivered).max(seq);
+        if *delivered + 1 >= seq {
+            *delivered = seq;
+        }
     }
 
     fn apply(&mut self, op: Op) {
