@@ -26,7 +26,10 @@ use crate::event::Event;
 /// Messages read from the index per chat and step while catching up.
 const PAGE: usize = 64;
 
-/// The stream of one device of one user. See the [module documentation](self).
+/// The stream of one device of one user: first everything after the device's delivered
+/// watermark, chat by chat in seq order, then live events; per chat no gaps and no duplicates.
+/// A device whose queue overflowed catches up from the index by itself: it never loses a
+/// message, only ephemeral events (typing, presence, receipts) published while it lagged.
 pub struct Subscription {
     engine: Engine,
     live: Live<Event>,

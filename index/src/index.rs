@@ -400,7 +400,7 @@ impl Index {
         let _ = shard;
     }
 
-    /// The snapshot of a chat's state, as [`apply_snapshot`](Index::apply_snapshot) restores it.
+    /// The snapshot of a chat's state, as applying a snapshot record restores it.
     pub fn chat_state(&self, chat_id: ChatId) -> Option<ChatState> {
         let chat = self.chats.get(chat_id)?;
         let members = chat.members().map(|members| {

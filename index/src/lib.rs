@@ -15,9 +15,18 @@
 //!   from comparing watermarks with its seq: no per-message-per-member rows.
 //! - **Groups**: members and roles, applied from group-change records in LSN order, so the
 //!   members of a group at any message are those applied before it.
+//! - **Groups' join points**: a member never receives, reads or counts as unread what the group
+//!   held before they joined ([`Index::joined_at`]).
+//! - **Idempotent sends** ([`Index::find_sent`]): the `(seq, timestamp)` each recent
+//!   `client_msg_id` got, per shard, for a window of server time.
 //! - **Checkpoints** ([`Index::checkpoint`], [`Index::open`]): the whole state with the LSNs it
 //!   reflects, versioned and checksummed, written atomically; a missing, stale or damaged one
 //!   falls back to a rebuild from the log with the same result.
+//! - **Retention** ([`Index::retain`]): before whole segments go, a snapshot record of every chat
+//!   they held is appended to the log, so the rebuild still has heads, members, settings and
+//!   watermarks.
+//! - **Memory**: an idle 1:1 chat costs ~230 bytes of heap, an inbox entry ~47 (see
+//!   `tests/memory.rs`); sealed segments' runs live in per-segment index files read in place.
 //!
 //! ```
 //! use bytes::Bytes;

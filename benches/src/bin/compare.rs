@@ -142,7 +142,7 @@ fn missive(
     missive_with(args, payloads, durability, producers, window, true)
 }
 
-/// [`missive`] with the log's batch compression on or off.
+/// [`missive()`] with the log's batch compression on or off.
 fn missive_with(
     args: &Args,
     payloads: &[Bytes],
