@@ -184,6 +184,7 @@ impl Engine {
             &dir.join("index"),
             IndexConfig {
                 dedup_window_ms: config.dedup_window.as_millis() as u64,
+                ..IndexConfig::default()
             },
         )?;
         let opened = OpenStats {

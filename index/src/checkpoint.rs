@@ -58,12 +58,16 @@ pub struct IndexConfig {
     /// How long a sender's `client_msg_id` is remembered, in ms of server time (default
     /// [`DEDUP_WINDOW_MS`](crate::DEDUP_WINDOW_MS)).
     pub dedup_window_ms: u64,
+    /// At most this many sends are remembered per shard, the oldest forgotten first (default
+    /// [`DEDUP_CAPACITY`](crate::DEDUP_CAPACITY)).
+    pub dedup_capacity: usize,
 }
 
 impl Default for IndexConfig {
     fn default() -> IndexConfig {
         IndexConfig {
             dedup_window_ms: crate::DEDUP_WINDOW_MS,
+            dedup_capacity: crate::DEDUP_CAPACITY,
         }
     }
 }
@@ -95,6 +99,7 @@ impl Index {
             Err(error) => return Err(error),
         };
         index.dedup_window_ms = config.dedup_window_ms;
+        index.dedup_capacity = config.dedup_capacity;
         report.replayed = index.catch_up(log)?;
         index.prune_removed(log)?;
         Ok((index, report))

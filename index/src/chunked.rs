@@ -62,6 +62,17 @@ impl<K: Ord + Copy, V: Copy> ChunkedMap<K, V> {
         };
         let at = match self.chunks[&first].binary_search_by(|(k, _)| k.cmp(&key)) {
             Ok(at) => at,
+            Err(at) if at > 0 && self.chunks[&first].len() < CHUNK_MAX => {
+                // The common case: the chunk keeps its first key and does not split, so it is
+                // updated in place (no re-keying in the B-tree).
+                self.len += 1;
+                let chunk = self.chunks.get_mut(&first).expect("the home chunk exists");
+                if chunk.len() == chunk.capacity() {
+                    chunk.reserve_exact((chunk.len() / 8).max(2));
+                }
+                chunk.insert(at, (key, default));
+                return &mut chunk[at].1;
+            }
             Err(at) => {
                 self.len += 1;
                 let mut chunk = self.chunks.remove(&first).expect("the home chunk exists");

@@ -94,8 +94,10 @@ pub struct Index {
     pub(crate) receipts: Receipts,
     /// Per shard, the recent `client_msg_id`s.
     pub(crate) dedup: Vec<Dedup>,
-    /// How long the dedup memory reaches back (ms of server time).
+    /// How long the dedup memory reaches back (ms of server time), and how many sends it holds
+    /// per shard at most.
     pub(crate) dedup_window_ms: u64,
+    pub(crate) dedup_capacity: usize,
     pub(crate) home: Home,
     pub(crate) cache: SegmentCache,
     pub(crate) tails: TailCache,
@@ -156,6 +158,7 @@ impl Index {
             receipts: Receipts::default(),
             dedup: vec![Dedup::default(); log.shard_count() as usize],
             dedup_window_ms: DEDUP_WINDOW_MS,
+            dedup_capacity: crate::dedup::DEDUP_CAPACITY,
             home: Home {
                 storage: Arc::clone(log.storage()),
                 dir: dir.to_path_buf(),
@@ -304,6 +307,7 @@ impl Index {
                         timestamp: record.timestamp.0,
                     },
                     self.dedup_window_ms,
+                    self.dedup_capacity,
                 );
                 self.tails.push(chat_id, || {
                     stored_view(entry.lsn, record.timestamp, message.clone())
