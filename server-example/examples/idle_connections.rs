@@ -1,7 +1,8 @@
 //! Measures what an idle WebSocket connection costs the server.
 //!
 //! Starts the `missive-server` binary (build it first: `cargo build --release -p
-//! missive-server`), logs in, opens N idle WebSockets and reports the growth of the server's
+//! missive-server`), logs in N users, opens one idle WebSocket for each (a device with its engine
+//! subscription and pump) and reports the growth of the server's
 //! resident memory per connection (from `/proc/PID/status`, Linux only).
 //!
 //! ```sh
@@ -72,6 +73,8 @@ async fn main() {
             "warn",
             "--ip-requests-per-s",
             "0",
+            "--verify-per-ip-per-min",
+            "0",
         ])
         .args([
             "--user-requests-per-s",
@@ -92,27 +95,39 @@ async fn main() {
         .trim()
         .trim_start_matches("listening on http://")
         .to_owned();
-    let code = field(
-        &post(
-            &addr,
-            "/api/v1/auth/verify-phone",
-            r#"{"phone_number":"+15550000001"}"#,
-        )
-        .await,
-        "dev_code",
-    );
-    let token = field(
-        &post(
-            &addr,
-            "/api/v1/auth/verify-code",
-            &format!(r#"{{"phone_number":"+15550000001","code":"{code}"}}"#),
-        )
-        .await,
-        "token",
-    );
+    // One user per connection: each connection is a device with its own subscription (a
+    // device that connects twice replaces its older connection).
+    let login = |i: usize| {
+        let addr = addr.clone();
+        async move {
+            let phone = format!("+1555{i:07}");
+            let code = field(
+                &post(
+                    &addr,
+                    "/api/v1/auth/verify-phone",
+                    &format!(r#"{{"phone_number":"{phone}"}}"#),
+                )
+                .await,
+                "dev_code",
+            );
+            field(
+                &post(
+                    &addr,
+                    "/api/v1/auth/verify-code",
+                    &format!(r#"{{"phone_number":"{phone}","code":"{code}"}}"#),
+                )
+                .await,
+                "token",
+            )
+        }
+    };
+    let mut tokens = Vec::with_capacity(n + 100);
+    for i in 0..n + 100 {
+        tokens.push(login(i + 1).await);
+    }
     let config = WebSocketConfig::default().read_buffer_size(4096);
-    let connect = |_| {
-        let url = format!("ws://{addr}/ws?token={token}");
+    let connect = |i: usize| {
+        let url = format!("ws://{addr}/ws?token={}", tokens[i]);
         async move {
             let request = url.into_client_request().unwrap();
             tokio_tungstenite::connect_async_with_config(request, Some(config), false)
@@ -128,7 +143,7 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(child.id());
-    for i in 0..n {
+    for i in 100..n + 100 {
         sockets.push(connect(i).await);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -112,6 +112,31 @@ pub struct Options {
     #[arg(long, env = "MISSIVE_GROUP_MEMBERS_MAX", value_name = "N")]
     pub group_members_max: Option<u32>,
 
+    /// How long messages are kept, in days: the engine deletes log segments older than this.
+    /// [default: 30]
+    #[arg(long, env = "MISSIVE_RETENTION_DAYS", value_name = "DAYS")]
+    pub retention_days: Option<u64>,
+
+    /// How often the engine applies retention in the background, in seconds (0 = never).
+    /// [default: 60]
+    #[arg(long, env = "MISSIVE_RETENTION_INTERVAL_S", value_name = "SECONDS")]
+    pub retention_interval_s: Option<u64>,
+
+    /// How often the engine checkpoints its index in the background, in seconds (0 = only at
+    /// shutdown; restarts then replay more of the log). [default: 60]
+    #[arg(long, env = "MISSIVE_CHECKPOINT_INTERVAL_S", value_name = "SECONDS")]
+    pub checkpoint_interval_s: Option<u64>,
+
+    /// How long a `client_msg_id` is remembered, in seconds: a retry within this window returns
+    /// the original message and stores nothing. [default: 300]
+    #[arg(long, env = "MISSIVE_DEDUP_WINDOW_S", value_name = "SECONDS")]
+    pub dedup_window_s: Option<u64>,
+
+    /// Live events queued per connected device in the engine before the device counts as
+    /// lagging and catches up from the stored inbox instead. [default: 1024]
+    #[arg(long, env = "MISSIVE_LIVE_QUEUE_EVENTS", value_name = "N")]
+    pub live_queue_events: Option<usize>,
+
     /// Largest message `content`, in bytes. [default: 65536]
     #[arg(long, env = "MISSIVE_CONTENT_BYTES_MAX", value_name = "BYTES")]
     pub content_bytes_max: Option<usize>,
@@ -231,7 +256,9 @@ impl Options {
     /// Each field from `self` where set, else from `lower`.
     pub fn or(self, lower: Options) -> Options {
         prefer!(self, lower;
-            dev, bind, port, data_dir, log, durability, group_members_max, content_bytes_max,
+            dev, bind, port, data_dir, log, durability, group_members_max, retention_days,
+            retention_interval_s, checkpoint_interval_s, dedup_window_s, live_queue_events,
+            content_bytes_max,
             frame_bytes_max, body_bytes_max, media_bytes_max, connections_max, ip_requests_per_s,
             ip_requests_burst, user_requests_per_s, user_requests_burst, ws_frames_per_s,
             ws_frames_burst, verify_per_ip_per_min, verify_code_ttl_s, verify_attempts_max,
@@ -318,6 +345,16 @@ pub struct Config {
     pub durability: Durability,
     /// Most members in a group.
     pub group_members_max: u32,
+    /// How long messages are kept.
+    pub retention: Duration,
+    /// How often retention runs in the background (`None` = never).
+    pub retention_interval: Option<Duration>,
+    /// How often the index is checkpointed in the background (`None` = only at shutdown).
+    pub checkpoint_interval: Option<Duration>,
+    /// How long a `client_msg_id` is remembered for idempotent sends.
+    pub dedup_window: Duration,
+    /// Live events queued per device in the engine before it lags.
+    pub live_queue_events: usize,
     /// Largest message content in bytes.
     pub content_bytes_max: usize,
     /// Largest WebSocket message in bytes.
@@ -367,6 +404,15 @@ const FRAME_BYTES_MIN: usize = 1024;
 const FRAME_BYTES_CEILING: usize = 16 * 1024 * 1024;
 const CONTENT_BYTES_DEFAULT: usize = 64 * 1024;
 const FRAME_BYTES_DEFAULT: usize = 128 * 1024;
+/// Largest group cap accepted: a group change record lists its users (8 bytes each) and must
+/// stay far below the log's 1 MiB record limit.
+const GROUP_MEMBERS_CEILING: u32 = 10_000;
+const _: () =
+    assert!(GROUP_MEMBERS_CEILING as usize * 8 * 4 <= missive::log::RECORD_PAYLOAD_BYTES_MAX);
+/// Largest engine queue per device accepted.
+const LIVE_QUEUE_EVENTS_CEILING: usize = 1 << 20;
+/// Longest retention accepted: ten years.
+const RETENTION_DAYS_MAX: u64 = 3650;
 // A message frame carries its content plus the envelope: the default frame must hold the
 // default content with room to spare.
 const _: () = assert!(CONTENT_BYTES_DEFAULT + 4 * 1024 <= FRAME_BYTES_DEFAULT);
@@ -381,6 +427,11 @@ impl Default for Config {
             log: "info".into(),
             durability: Durability::Always,
             group_members_max: 256,
+            retention: Duration::from_secs(30 * 24 * 3600),
+            retention_interval: Some(Duration::from_secs(60)),
+            checkpoint_interval: Some(Duration::from_secs(60)),
+            dedup_window: Duration::from_secs(300),
+            live_queue_events: 1024,
             content_bytes_max: CONTENT_BYTES_DEFAULT,
             frame_bytes_max: FRAME_BYTES_DEFAULT,
             body_bytes_max: FRAME_BYTES_DEFAULT,
@@ -447,6 +498,44 @@ impl Config {
             None => d.durability,
             Some(s) => s.parse().map_err(|m| invalid("durability", m))?,
         };
+        if let Durability::IntervalMs(ms) = durability
+            && ms > missive::log::SYNC_INTERVAL_MS_MAX
+        {
+            return Err(invalid(
+                "durability",
+                format!(
+                    "interval:{ms} is longer than {} ms",
+                    missive::log::SYNC_INTERVAL_MS_MAX
+                ),
+            ));
+        }
+        let retention = match o.retention_days {
+            None => d.retention,
+            Some(0) => return Err(invalid("retention-days", "must be at least 1 day")),
+            Some(days) if days > RETENTION_DAYS_MAX => {
+                return Err(invalid(
+                    "retention-days",
+                    format!("must be at most {RETENTION_DAYS_MAX}"),
+                ));
+            }
+            Some(days) => Duration::from_secs(days * 24 * 3600),
+        };
+        let every = |value: Option<u64>, default: Option<Duration>| match value {
+            None => default,
+            Some(0) => None,
+            Some(s) => Some(Duration::from_secs(s)),
+        };
+        let live_queue_events = o.live_queue_events.unwrap_or(d.live_queue_events);
+        if !(1..=LIVE_QUEUE_EVENTS_CEILING).contains(&live_queue_events) {
+            return Err(invalid(
+                "live-queue-events",
+                format!("must be between 1 and {LIVE_QUEUE_EVENTS_CEILING}"),
+            ));
+        }
+        let dedup_window = match o.dedup_window_s {
+            None => d.dedup_window,
+            Some(s) => positive_secs("dedup-window-s", s)?,
+        };
         let push_sink = match (o.push_sink.as_deref().unwrap_or("log"), o.push_webhook_url) {
             ("log", _) => PushSinkKind::Log,
             ("webhook", Some(url)) => {
@@ -487,8 +576,11 @@ impl Config {
             ));
         }
         let group_members_max = o.group_members_max.unwrap_or(d.group_members_max);
-        if group_members_max < 2 {
-            return Err(invalid("group-members-max", "must be at least 2"));
+        if !(2..=GROUP_MEMBERS_CEILING).contains(&group_members_max) {
+            return Err(invalid(
+                "group-members-max",
+                format!("must be between 2 and {GROUP_MEMBERS_CEILING}"),
+            ));
         }
         let connections_max = o.connections_max.unwrap_or(d.connections_max);
         if connections_max == 0 {
@@ -515,6 +607,11 @@ impl Config {
             log,
             durability,
             group_members_max,
+            retention,
+            retention_interval: every(o.retention_interval_s, d.retention_interval),
+            checkpoint_interval: every(o.checkpoint_interval_s, d.checkpoint_interval),
+            dedup_window,
+            live_queue_events,
             content_bytes_max,
             frame_bytes_max,
             body_bytes_max,

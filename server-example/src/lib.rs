@@ -1,25 +1,26 @@
 //! `missive-server`: Missive's example messaging server, over HTTP (`/api/v1`) and WebSocket
 //! (`/ws`), following the wire contract in `PROTOCOL.md`.
 //!
-//! This crate is the product shell around the `missive` engine: configuration, the HTTP stack,
+//! This crate is the product around the `missive` engine: configuration, the HTTP stack,
 //! accounts and tokens, rate limits, the WebSocket connection shell, push notifications,
-//! metrics and graceful shutdown. Messaging plugs into it through two seams:
+//! metrics and graceful shutdown, and [`messaging::Messenger`], which opens the engine in
+//! `<data-dir>/engine` and serves messages, chats, receipts, groups and presence over REST and
+//! WebSocket. Two seams stay open:
 //!
 //! - [`messaging::Messaging`]: what the WebSocket shell calls for `message`, `receipt`,
-//!   `typing` and `call` frames (and on connect / disconnect). The default,
-//!   [`messaging::NotImplemented`], answers `not_implemented`.
+//!   `typing` and `call` frames (and on connect / disconnect). The messenger is the default;
+//!   [`App::set_messaging`] replaces it.
 //! - [`App::add_routes`]: more REST routes, as an `axum::Router<AppState>` whose handlers take
 //!   the [`auth::Auth`] extractor and answer [`error::ApiError`]s.
 //!
 //! Both see [`AppState`]: the account store (`is_blocked`, `contacts_of`, `contacted_by`), open
-//! connections, the push service, the metrics registry (add counters, or a collector for the
-//! engine's stats) and the shutdown hooks (register the engine's `close()`).
+//! connections, the push service, the messenger, the metrics registry and the shutdown hooks.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use missive_server::{App, config::Config};
 //! let app = App::open(Config::for_tests("/tmp/missive-example"))?;
-//! app.state().shutdown.register("engine", || async { /* engine.close() */ });
+//! app.state().shutdown.register("goodbye", || async { println!("bye") });
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! app.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await;
 //! # Ok(()) }
@@ -28,17 +29,20 @@
 //! Modules: [`config`] (flags, env, TOML), [`error`] and [`extract`] (the JSON error shape),
 //! [`auth`] (tokens, the `Auth` extractor), [`accounts`] (verification, users, devices,
 //! contacts, blocks; SQLite), [`ratelimit`], [`ws`] (the WebSocket shell and frames),
-//! [`messaging`] (the plug-in trait), [`push`] (batcher and sinks), [`metrics`], [`shutdown`],
-//! [`time`].
+//! [`messaging`] (the engine wiring and the plug-in trait), [`push`] (batcher and sinks),
+//! [`metrics`], [`shutdown`], [`time`].
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod accounts;
 pub mod auth;
+pub mod calls;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod keys;
+pub mod media;
 pub mod messaging;
 pub mod metrics;
 pub mod push;
@@ -47,6 +51,7 @@ mod routes;
 mod server;
 pub mod shutdown;
 mod state;
+pub mod stories;
 pub mod time;
 pub mod ws;
 
@@ -61,7 +66,7 @@ pub use state::{AppState, Services};
 
 use crate::accounts::{AccountStore, Accounts, LogSmsSink, SmsSink, StoreError};
 use crate::config::{Config, PushSinkKind};
-use crate::messaging::{Messaging, NotImplemented};
+use crate::messaging::{Messaging, Messenger};
 use crate::metrics::{Metrics, ServerMetrics, write_metric};
 use crate::push::{
     ApnsPushSink, FcmPushSink, LogPushSink, PushService, PushSink, WebhookPushSink, WebhookUrl,
@@ -95,6 +100,9 @@ pub enum StartError {
     /// A configured value cannot be used.
     #[error("configuration: {0}")]
     Config(String),
+    /// The engine or the group metadata could not be opened.
+    #[error(transparent)]
+    Messaging(#[from] messaging::OpenError),
 }
 
 /// Builds an [`App`] with non-default sinks or clock.
@@ -203,15 +211,27 @@ impl AppBuilder {
                 );
             });
         }
+        let config = Arc::new(config);
+        let connections = Arc::new(Connections::new());
+        let messenger = Messenger::open(messaging::Parts {
+            config: config.clone(),
+            accounts: accounts.clone(),
+            push: push.clone(),
+            connections: connections.clone(),
+            clock: self.clock.clone(),
+            shutdown: shutdown.clone(),
+            metrics: metrics.clone(),
+        })?;
         let state = AppState::new(Services {
             limits: Arc::new(RateLimiters::new(&config)),
-            config: Arc::new(config),
+            config,
             accounts,
             metrics,
             server_metrics,
-            connections: Arc::new(Connections::new()),
+            connections,
             push,
-            messaging: Arc::new(NotImplemented),
+            messaging: messenger.clone(),
+            messenger,
             shutdown,
             clock: self.clock,
             local_addr: Arc::new(OnceLock::new()),

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::accounts::Accounts;
 use crate::config::Config;
-use crate::messaging::Messaging;
+use crate::messaging::{Messaging, Messenger};
 use crate::metrics::{Metrics, ServerMetrics};
 use crate::push::PushService;
 use crate::ratelimit::RateLimiters;
@@ -39,8 +39,10 @@ pub struct Services {
     pub connections: Arc<Connections>,
     /// Push notifications for offline users.
     pub push: Arc<PushService>,
-    /// What WebSocket frames are handed to.
+    /// What WebSocket frames are handed to (the messenger, unless replaced).
     pub messaging: Arc<dyn Messaging>,
+    /// The messaging product over the engine (REST routes use it directly).
+    pub messenger: Arc<Messenger>,
     /// Shutdown signal, connection tracking and hooks.
     pub shutdown: Shutdown,
     /// The wall clock.

@@ -1,7 +1,7 @@
 //! The WebSocket shell with real tokio-tungstenite clients on 127.0.0.1: authentication by
 //! header and `?token=`, Origin allowlist, ping/pong, malformed and unknown frames answered with
 //! `error` frames while the connection keeps serving, oversized messages closed with 1009, the
-//! default `not_implemented` messaging, revocation closing live sockets, heartbeat timeout,
+//! messenger's refusals of well-formed frames, revocation closing live sockets, heartbeat timeout,
 //! per-user frame limits, and a custom `Messaging` plugged in.
 
 mod common;
@@ -55,7 +55,10 @@ async fn authentication_by_header_or_query_and_ping_pong() {
             json!({"type": "pong", "data": {}})
         );
 
-        let url = format!("{}?token={}", server.ws_url(), s.token);
+        // A second device of the same user (one connection per device: a device that connects
+        // again replaces its older connection).
+        let s2 = server.login("+15550000001").await;
+        let url = format!("{}?token={}", server.ws_url(), s2.token);
         let (mut ws2, _) = bounded(tokio_tungstenite::connect_async(url))
             .await
             .unwrap();
@@ -147,7 +150,7 @@ async fn bad_frames_get_error_frames_and_the_connection_keeps_working() {
         let frame = next_json(&mut ws).await;
         assert_eq!(frame["data"]["code"], "invalid_request");
 
-        // Well-formed frames reach the default messaging, which is not implemented yet.
+        // Well-formed frames reach the messenger, which refuses what it cannot do.
         send_text(
             &mut ws,
             r#"{"type":"message","data":{"client_msg_id":"c1","to_user_id":"2","message_type":"text","content":"aGk="}}"#,
@@ -155,15 +158,24 @@ async fn bad_frames_get_error_frames_and_the_connection_keeps_working() {
         .await;
         let frame = next_json(&mut ws).await;
         assert_eq!(frame["type"], "error");
-        assert_eq!(frame["data"]["code"], "not_implemented");
+        assert_eq!(frame["data"]["code"], "not_found", "{frame}");
         assert_eq!(frame["data"]["client_msg_id"], "c1");
-        for ok in [
-            r#"{"type":"receipt","data":{"chat_id":"c","seq":1,"status":"delivered"}}"#,
-            r#"{"type":"typing","data":{"chat_id":"c","is_typing":true}}"#,
-            r#"{"type":"call","data":{"call_id":"k","to_user_id":"2","action":"offer","sdp":"v=0"}}"#,
+        for (ok, code) in [
+            (
+                r#"{"type":"receipt","data":{"chat_id":"c","seq":1,"status":"delivered"}}"#,
+                "invalid_request",
+            ),
+            (
+                r#"{"type":"typing","data":{"chat_id":"c","is_typing":true}}"#,
+                "invalid_request",
+            ),
+            (
+                r#"{"type":"call","data":{"call_id":"k","to_user_id":"2","action":"offer","sdp":"v=0"}}"#,
+                "not_implemented",
+            ),
         ] {
             send_text(&mut ws, ok).await;
-            assert_eq!(next_json(&mut ws).await["data"]["code"], "not_implemented", "{ok}");
+            assert_eq!(next_json(&mut ws).await["data"]["code"], code, "{ok}");
         }
         send_text(&mut ws, r#"{"type":"ping"}"#).await;
         assert_eq!(next_json(&mut ws).await["type"], "pong");
@@ -176,7 +188,8 @@ async fn oversized_messages_close_with_1009_and_others_keep_going() {
     bounded(async {
         let server = TestServer::default().await;
         let s = server.login("+15550000001").await;
-        let mut bystander = server.ws(&s.token).await;
+        let other_device = server.login("+15550000001").await;
+        let mut bystander = server.ws(&other_device.token).await;
         let mut ws = server.ws(&s.token).await;
         // Just under the limit is fine (an error frame, as it is not a valid frame).
         send_text(&mut ws, &"x".repeat(128 * 1024 - 1)).await;

@@ -9,7 +9,10 @@
 mod auth;
 mod contacts;
 mod devices;
+mod groups;
+mod messages;
 mod ops;
+mod presence;
 mod push;
 mod users;
 
@@ -50,6 +53,40 @@ pub(crate) fn router(state: AppState, extra: Router<AppState>) -> Router {
             "/api/v1/settings/notifications",
             put(push::set_settings).get(push::settings),
         )
+        .route("/api/v1/messages", post(messages::send))
+        .route("/api/v1/chats", get(messages::chats))
+        .route(
+            "/api/v1/chats/{chat_id}/settings",
+            put(messages::chat_settings),
+        )
+        .route(
+            "/api/v1/messages/{id}",
+            get(messages::history).delete(messages::delete),
+        )
+        .route(
+            "/api/v1/messages/{message_id}/status",
+            put(messages::mark).get(messages::status),
+        )
+        .route("/api/v1/groups", post(groups::create))
+        .route(
+            "/api/v1/groups/{group_id}",
+            get(groups::get).put(groups::update),
+        )
+        .route(
+            "/api/v1/groups/{group_id}/members",
+            post(groups::add_members),
+        )
+        .route(
+            "/api/v1/groups/{group_id}/members/{user_id}",
+            delete(groups::remove_member),
+        )
+        .route(
+            "/api/v1/groups/{group_id}/admins/{user_id}",
+            put(groups::promote).delete(groups::demote),
+        )
+        .route("/api/v1/presence/online", put(presence::online))
+        .route("/api/v1/presence/offline", put(presence::offline))
+        .route("/api/v1/presence/{user_id}", get(presence::get))
         .route("/ws", any(crate::ws::upgrade))
         .merge(extra)
         .layer(DefaultBodyLimit::max(state.config.body_bytes_max));

@@ -95,6 +95,12 @@ pub struct SendMessage {
     /// Disappearing messages: seconds after which the message expires.
     #[serde(default)]
     pub ttl_s: Option<u64>,
+    /// Never accepted: the sender comes from the token. Present only to refuse it loudly.
+    #[serde(default)]
+    pub sender_id: Option<serde_json::Value>,
+    /// Never accepted, like `sender_id`.
+    #[serde(default)]
+    pub sender_device_id: Option<serde_json::Value>,
 }
 
 /// Longest disappearing-message lifetime: one year.
@@ -112,6 +118,12 @@ fn check_id(field: &str, value: &str, bytes_max: usize) -> Result<(), ApiError> 
 impl SendMessage {
     /// Checks what can be checked without the engine: one destination, sizes, no `system`.
     pub fn validate(&self, content_bytes_max: usize) -> Result<(), ApiError> {
+        if self.sender_id.is_some() || self.sender_device_id.is_some() {
+            return Err(ApiError::InvalidRequest(
+                "sender_id and sender_device_id come from the bearer token; do not send them"
+                    .into(),
+            ));
+        }
         check_id(
             "client_msg_id",
             &self.client_msg_id,
@@ -246,8 +258,17 @@ struct RawFrame<'a> {
 
 fn data<'a, T: Deserialize<'a>>(kind: &str, data: Option<&'a RawValue>) -> Result<T, ApiError> {
     let data = data.ok_or_else(|| ApiError::InvalidRequest(format!("`{kind}` needs `data`")))?;
-    serde_json::from_str(data.get())
-        .map_err(|e| ApiError::InvalidRequest(format!("bad `{kind}` data: {e}")))
+    // The path names the field at fault: "content: invalid type: integer `7`, ...".
+    let mut deserializer = serde_json::Deserializer::from_str(data.get());
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::InvalidRequest(format!("bad `{kind}` data: {inner}"))
+        } else {
+            ApiError::InvalidRequest(format!("bad `{kind}` data: {path}: {inner}"))
+        }
+    })
 }
 
 impl ClientFrame {
@@ -399,6 +420,46 @@ pub struct CallEvent {
     pub candidate: Option<serde_json::Value>,
 }
 
+/// `data` of a `group` frame: a group's membership or roles changed, or its name, description
+/// or picture (`op` = `update`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupEvent {
+    /// The group's chat.
+    pub chat_id: String,
+    /// The same id (groups are named by their chat).
+    pub group_id: String,
+    /// `create`, `add`, `remove`, `leave`, `promote`, `demote` or `update`.
+    pub op: &'static str,
+    /// Who did it.
+    pub by: WireId,
+    /// Whom it concerns (empty for `update`).
+    pub user_ids: Vec<WireId>,
+}
+
+/// `data` of a `deleted` frame: a message was deleted for everyone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeletedEvent {
+    /// The chat.
+    pub chat_id: String,
+    /// `"<chat_id>:<seq>"`.
+    pub message_id: String,
+    /// The message's seq.
+    pub seq: u64,
+    /// Its sender, who deleted it.
+    pub by: WireId,
+}
+
+/// `data` of a `chat_settings` frame: a chat's disappearing-messages timer changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChatSettingsEvent {
+    /// The chat.
+    pub chat_id: String,
+    /// Messages sent from now on without their own `ttl_s` disappear after this (0: off).
+    pub ttl_s: u64,
+    /// Who changed it.
+    pub by: WireId,
+}
+
 /// `data` of an `error` frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorFrame {
@@ -451,8 +512,12 @@ pub enum ServerFrame {
     Presence(PresenceEvent),
     /// Call signalling.
     Call(CallEvent),
-    /// Group membership changed (shape owned by the messaging code).
-    Group(serde_json::Value),
+    /// Group membership, roles or metadata changed.
+    Group(GroupEvent),
+    /// A message was deleted for everyone.
+    Deleted(DeletedEvent),
+    /// A chat's disappearing-messages timer changed.
+    ChatSettings(ChatSettingsEvent),
     /// A refused frame.
     Error(ErrorFrame),
     /// Heartbeat answer.
@@ -486,6 +551,12 @@ mod tests {
         .unwrap();
         let ClientFrame::Message(m) = m else { panic!() };
         assert_eq!(m.to_user_id, Some(WireId(2)));
+        // A sender field is refused: the sender comes from the token.
+        assert_eq!(m.validate(10).unwrap_err().code(), "invalid_request");
+        let m = SendMessage {
+            sender_id: None,
+            ..m
+        };
         m.validate(10).unwrap();
         assert_eq!(
             ClientFrame::parse(
@@ -563,6 +634,8 @@ mod tests {
             media_id: None,
             reply_to: None,
             ttl_s: None,
+            sender_id: None,
+            sender_device_id: None,
         };
         ok.validate(5).unwrap();
         assert_eq!(ok.validate(4).unwrap_err().code(), "payload_too_large");

@@ -40,10 +40,10 @@ pub use connection::{
     SinkError,
 };
 pub use frames::{
-    AckFrame, CLIENT_MSG_ID_BYTES_MAX, CallAction, CallEvent, CallFrame, ClientFrame, Empty,
-    ErrorFrame, ID_BYTES_MAX, MessageObject, MessageType, PresenceEvent, PresenceStatus,
-    ReceiptEvent, ReceiptFrame, ReceiptStatus, SDP_BYTES_MAX, SendMessage, ServerFrame, TTL_S_MAX,
-    TypingEvent, TypingFrame, WireId,
+    AckFrame, CLIENT_MSG_ID_BYTES_MAX, CallAction, CallEvent, CallFrame, ChatSettingsEvent,
+    ClientFrame, DeletedEvent, Empty, ErrorFrame, GroupEvent, ID_BYTES_MAX, MessageObject,
+    MessageType, PresenceEvent, PresenceStatus, ReceiptEvent, ReceiptFrame, ReceiptStatus,
+    SDP_BYTES_MAX, SendMessage, ServerFrame, TTL_S_MAX, TypingEvent, TypingFrame, WireId,
 };
 
 use crate::auth::Auth;
@@ -128,12 +128,20 @@ fn close_for_error(error: axum::Error) -> Option<(u16, &'static str)> {
     }
 }
 
+/// Longest a single frame write may take. A client that stops reading while its TCP window is
+/// full would otherwise hold the connection's task (and its reads, timers and close requests)
+/// forever; past this the connection is dropped.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(20);
+
 async fn send(
     socket: &mut WebSocket,
     state: &AppState,
     text: axum::extract::ws::Utf8Bytes,
 ) -> bool {
-    let ok = socket.send(Message::Text(text)).await.is_ok();
+    let ok = matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, socket.send(Message::Text(text))).await,
+        Ok(Ok(()))
+    );
     if ok {
         state.server_metrics.ws_frames_sent.inc();
     }

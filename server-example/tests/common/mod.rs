@@ -32,6 +32,17 @@ pub async fn bounded<T>(future: impl Future<Output = T>) -> T {
         .expect("the operation finished in time")
 }
 
+/// Bound for a whole test made of many bounded steps.
+pub const TEST_WAIT: Duration = Duration::from_secs(60);
+
+/// Fails the test if `future` (a whole test, each step bounded by [`WAIT`]) takes longer than
+/// [`TEST_WAIT`].
+pub async fn bounded_test<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(TEST_WAIT, future)
+        .await
+        .expect("the test finished in time")
+}
+
 /// A running in-process server.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -331,4 +342,195 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
         data = &data[eol + 2 + size + 2..];
     }
+}
+
+// ---- messaging helpers ----------------------------------------------------------------------
+
+/// A logged-in device with an open WebSocket.
+pub struct Client {
+    pub session: Session,
+    pub ws: Ws,
+    /// Frames read while waiting for something else (an ack, a pong), not yet consumed.
+    pub pending: std::collections::VecDeque<Value>,
+}
+
+impl Client {
+    pub fn id(&self) -> &str {
+        &self.session.user_id
+    }
+
+    pub fn token(&self) -> &str {
+        &self.session.token
+    }
+
+    /// Sends a `message` frame and returns the `ack` data (panics on an error frame). Frames
+    /// that arrive before the ack are returned in `skipped` and stay pending for `next`.
+    pub async fn send_ws(&mut self, data: Value) -> (Value, Vec<Value>) {
+        let cmid = data["client_msg_id"].clone();
+        send_text(
+            &mut self.ws,
+            &serde_json::json!({"type": "message", "data": data}).to_string(),
+        )
+        .await;
+        let mut skipped = Vec::new();
+        loop {
+            let frame = next_json(&mut self.ws).await;
+            match frame["type"].as_str() {
+                Some("ack") if frame["data"]["client_msg_id"] == cmid => {
+                    return (frame["data"].clone(), skipped);
+                }
+                Some("error") if frame["data"]["client_msg_id"] == cmid => {
+                    panic!("the send was refused: {frame}")
+                }
+                _ => {
+                    skipped.push(frame.clone());
+                    self.pending.push_back(frame);
+                }
+            }
+        }
+    }
+
+    /// Sends a text to a user over the WebSocket; returns the ack data.
+    pub async fn text_to_user(&mut self, user_id: &str, cmid: &str, content: &str) -> Value {
+        self.send_ws(serde_json::json!({
+            "client_msg_id": cmid, "to_user_id": user_id, "message_type": "text", "content": content
+        }))
+        .await
+        .0
+    }
+
+    /// Sends a text to a chat over the WebSocket; returns the ack data.
+    pub async fn text_to_chat(&mut self, chat_id: &str, cmid: &str, content: &str) -> Value {
+        self.send_ws(serde_json::json!({
+            "client_msg_id": cmid, "chat_id": chat_id, "message_type": "text", "content": content
+        }))
+        .await
+        .0
+    }
+
+    /// The next frame of type `kind`, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == kind {
+                return frame["data"].clone();
+            }
+        }
+    }
+
+    /// The next frame, whatever its type.
+    pub async fn next(&mut self) -> Value {
+        match self.pending.pop_front() {
+            Some(frame) => frame,
+            None => next_json(&mut self.ws).await,
+        }
+    }
+
+    /// Sends any frame.
+    pub async fn frame(&mut self, kind: &str, data: Value) {
+        send_text(
+            &mut self.ws,
+            &serde_json::json!({"type": kind, "data": data}).to_string(),
+        )
+        .await;
+    }
+
+    /// Sends a receipt frame.
+    pub async fn receipt(&mut self, chat_id: &str, seq: u64, status: &str) {
+        self.frame(
+            "receipt",
+            serde_json::json!({"chat_id": chat_id, "seq": seq, "status": status}),
+        )
+        .await;
+    }
+
+    /// Every frame until the connection stays silent for `quiet` (after a ping round trip).
+    pub async fn settle(&mut self, quiet: Duration) -> Vec<Value> {
+        let mut frames = self.drain().await;
+        loop {
+            match tokio::time::timeout(quiet, self.next()).await {
+                Ok(frame) => frames.push(frame),
+                Err(_) => return frames,
+            }
+        }
+    }
+
+    /// Round-trips a ping: every frame the server queued for this connection before the pong
+    /// (from its outbox, in order) is returned.
+    pub async fn drain(&mut self) -> Vec<Value> {
+        send_text(&mut self.ws, r#"{"type":"ping"}"#).await;
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == "pong" {
+                return frames;
+            }
+            frames.push(frame);
+        }
+    }
+}
+
+impl TestServer {
+    /// Logs in `phone` (a new device) and opens a WebSocket for it.
+    pub async fn client(&self, phone: &str) -> Client {
+        let session = self.login(phone).await;
+        let ws = self.ws(&session.token).await;
+        Client {
+            session,
+            ws,
+            pending: Default::default(),
+        }
+    }
+
+    /// A WebSocket for an existing session.
+    pub async fn connect(&self, session: &Session) -> Client {
+        let ws = self.ws(&session.token).await;
+        Client {
+            session: session.clone(),
+            ws,
+            pending: Default::default(),
+        }
+    }
+
+    /// POST with a JSON value, by token.
+    pub async fn post_json(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.post(path, Some(token), &body.to_string()).await
+    }
+
+    /// Makes `owner` a contact-owner of `phones` (POST /contacts).
+    pub async fn add_contacts(&self, owner: &Session, phones: &[&str]) {
+        let r = self
+            .post_json(
+                "/api/v1/contacts",
+                &owner.token,
+                &serde_json::json!({ "phone_numbers": phones }),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    /// Creates a group; returns its id.
+    pub async fn create_group(&self, admin: &Session, name: &str, members: &[&str]) -> String {
+        let r = self
+            .post_json(
+                "/api/v1/groups",
+                &admin.token,
+                &serde_json::json!({ "name": name, "member_ids": members }),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["group_id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The phone number of test user `n`.
+pub fn phone(n: usize) -> String {
+    format!("+1555{n:07}")
+}
+
+/// The 1:1 chat id of two user ids, as the server writes it.
+pub fn direct_chat(a: &str, b: &str) -> String {
+    let (a, b): (u64, u64) = (a.parse().unwrap(), b.parse().unwrap());
+    let (lo, hi) = (a.min(b), a.max(b));
+    format!("{:032x}", (u128::from(lo) << 64) | u128::from(hi))
 }

@@ -13,8 +13,27 @@
 //! Frames for other connections go through their [`FrameSink`](crate::ws::FrameSink)s, which an
 //! implementation keeps from `on_connect` (or finds in [`crate::ws::Connections`]).
 //!
-//! [`NotImplemented`] is the default until the engine is wired in: it answers every frame with
-//! an `error` frame whose code is `not_implemented`.
+//! The server's implementation is [`Messenger`], the messaging product over the `missive`
+//! engine: wire ids ([`ids`]), group metadata ([`groups`]), presence ([`presence`]), the
+//! per-connection pump from the engine's subscription to the connection ([`pump`]) and the
+//! conversions between engine and wire types ([`wire`]). [`NotImplemented`] answers every frame
+//! with an `error` frame whose code is `not_implemented` (the messenger uses it for `call`
+//! frames, which come with a later issue).
+
+pub mod groups;
+pub mod ids;
+mod messenger;
+pub mod presence;
+pub mod pump;
+pub mod wire;
+
+pub(crate) use messenger::Parts;
+pub use messenger::{
+    ChatView, CreateGroup, ENGINE_DIR, GROUP_DESCRIPTION_CHARS_MAX, GROUP_NAME_CHARS_MAX,
+    GROUPS_FILE, GroupView, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, HistoryPage, HistoryQuery,
+    MemberView, Messenger, OUTBOX_STALL_MAX, OpenError, PresenceView, RecipientStatus, StatusView,
+    engine_config,
+};
 
 use crate::error::ApiError;
 use crate::shutdown::BoxFuture;
