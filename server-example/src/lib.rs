@@ -236,10 +236,36 @@ impl AppBuilder {
             clock: self.clock,
             local_addr: Arc::new(OnceLock::new()),
         });
-        Ok(App {
-            state,
-            routes: Router::new(),
-        })
+        // Media, stories and the key server: their own stores beside the accounts; media is
+        // readable by members of the chats it was sent in, checked against the engine.
+        let engine = state.messenger.engine().clone();
+        let access = move |user: u64, chat: &str| -> bool {
+            messaging::ids::parse_chat_id(chat)
+                .is_ok_and(|chat| engine.members(missive::log::UserId(user), chat).is_ok())
+        };
+        let media = media::Media::open(
+            &state.config.data_dir,
+            media::MediaConfig::from_config(&state.config),
+            Arc::new(access),
+            state.clock.clone(),
+        )
+        .map_err(|error| StartError::Config(format!("media store: {error}")))?;
+        let stories_store =
+            stories::StoryStore::open(&state.config.data_dir.join("stories.sqlite3"))
+                .map_err(|error| StartError::Config(format!("stories store: {error}")))?;
+        let stories = stories::Stories::new(
+            stories_store,
+            state.clock.clone(),
+            stories::StoriesConfig::default(),
+            Some(media.clone()),
+        );
+        let keys_store = keys::KeyStore::open(&state.config.data_dir.join("keys.sqlite3"))
+            .map_err(|error| StartError::Config(format!("key store: {error}")))?;
+        let routes = Router::new()
+            .merge(media::router(media))
+            .merge(stories::router(stories))
+            .merge(keys::router(keys::Keys::new(keys_store)));
+        Ok(App { state, routes })
     }
 }
 
@@ -290,6 +316,12 @@ impl App {
     pub fn add_routes(&mut self, routes: Router<AppState>) {
         let current = std::mem::take(&mut self.routes);
         self.routes = current.merge(routes);
+    }
+
+    /// Replaces the extra routes, the built-in media, stories and key services included (tests
+    /// use it to serve those with their own stores and clocks).
+    pub fn set_routes(&mut self, routes: Router<AppState>) {
+        self.routes = routes;
     }
 
     /// The complete router, e.g. to call in-process with `tower::ServiceExt::oneshot`.

@@ -14,7 +14,7 @@ async fn server() -> TestServer {
     TestServer::start_with(
         |_| {},
         |mut app| {
-            app.add_routes(keys::router(Keys::new(KeyStore::open_in_memory().unwrap())));
+            app.set_routes(keys::router(Keys::new(KeyStore::open_in_memory().unwrap())));
             app
         },
     )

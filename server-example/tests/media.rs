@@ -184,7 +184,7 @@ impl World {
                         clock,
                     )
                     .unwrap();
-                    app.add_routes(media::router(media.clone()));
+                    app.set_routes(media::router(media.clone()));
                     slot = Some(media);
                     app
                 },

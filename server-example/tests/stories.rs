@@ -40,7 +40,7 @@ async fn world() -> World {
                 StoriesConfig::default(),
                 Some(media.clone()),
             );
-            app.add_routes(media::router(media));
+            app.set_routes(media::router(media));
             app.add_routes(stories::router(stories.clone()));
             slot = Some(stories);
             app
