@@ -30,4 +30,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "fuzz: a short run of every target (stable, no sanitizer)"
 bash fuzz/run.sh
 
+step "benchmark tools: peers --quick and missive-load --quick complete (figures not checked)"
+cargo fmt --check --manifest-path benches/peers/Cargo.toml
+bash benches/smoke.sh
+
 step "all checks passed"
