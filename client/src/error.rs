@@ -153,6 +153,51 @@ pub enum Error {
         /// The sender device.
         peer: PeerDevice,
     },
+    /// A [`Payload`](crate::Payload) (or another versioned format) of a version this build
+    /// does not read. Nothing was decrypted.
+    #[error("unsupported {what} version {version} (this build reads {supported})")]
+    UnsupportedVersion {
+        /// What was being decoded.
+        what: &'static str,
+        /// The version found, as written.
+        version: String,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// The payload has no ciphertext for this device: it was sent before this device existed,
+    /// or the sender did not know it yet, or it is a 1:1 message this device sent itself.
+    #[error("the message was not encrypted for this device ({device})")]
+    NotForThisDevice {
+        /// This device.
+        device: PeerDevice,
+    },
+    /// The payload names another sender than the device the server says sent it.
+    #[error("the payload claims to be from {claimed}, but {sender} sent it")]
+    SenderMismatch {
+        /// The sender written in the payload.
+        claimed: PeerDevice,
+        /// The sender the server names.
+        sender: PeerDevice,
+    },
+    /// The payload was made for another conversation than the one it arrived in (a group
+    /// message in a 1:1 chat, or in another group).
+    #[error("the payload was encrypted for {got}, not {expected}")]
+    ConversationMismatch {
+        /// The conversation it arrived in.
+        expected: String,
+        /// The conversation it was made for.
+        got: String,
+    },
+    /// The encrypted payload would exceed the server's content limit
+    /// ([`CONTENT_BYTES_MAX`](crate::CONTENT_BYTES_MAX)): too many recipient devices or too
+    /// long a text.
+    #[error("encrypted payload of {bytes} bytes exceeds {bytes_max}")]
+    PayloadTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        bytes_max: usize,
+    },
     /// The plaintext is larger than [`PLAINTEXT_BYTES_MAX`](crate::PLAINTEXT_BYTES_MAX).
     #[error("plaintext of {bytes} bytes exceeds {bytes_max}")]
     PlaintextTooLarge {

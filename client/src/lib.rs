@@ -19,8 +19,81 @@
 //! - **Persistence** — [`Device::save`] / [`Device::load`] keep everything in one file
 //!   encrypted with a [`StoreKey`] (raw, or derived from a passphrase with Argon2id).
 //!
+//! - **Messages** — [`Device::encrypt_for`] turns a text into a [`Payload`] for every device
+//!   of a [`Conversation`] (the peer's devices and the sender's own other devices), and
+//!   [`Device::decrypt`] opens one; see [the payload format](#the-payload-a-messages-content).
+//!   The lower-level calls above remain for callers that move single Olm messages.
+//!
 //! There is no networking here: the caller (the CLI, a test) moves bundles and ciphertext.
 //! Time is not read either.
+//!
+//! # The payload: a message's `content`
+//!
+//! The server's message `content` is an opaque string; [`Payload::to_wire`] fills it with
+//! JSON, versioned by `v` ([`PAYLOAD_VERSION`], now 1). No server change is needed: it stores
+//! and fans out the same bytes to every member device, and each device picks its part.
+//!
+//! ```json
+//! {"v": 1, "kind": "direct", "sender": {"user_id": "1", "device_id": "1"},
+//!  "olm": {"<user_id>": {"<device_id>": {"v": 1, "type": "prekey" | "normal", "body": "<base64>"}}}}
+//!
+//! {"v": 1, "kind": "group", "sender": {"user_id": "1", "device_id": "1"},
+//!  "group_id": "<chat_id>", "session_id": "<megolm session id>", "ciphertext": "<base64>",
+//!  "key_shares": {"<user_id>": {"<device_id>": {"v": 1, "type": "...", "body": "..."}}}}
+//! ```
+//!
+//! - **1:1** (`direct`): one Olm message per recipient device, keyed by user then device.
+//!   The sending device itself has no entry (Olm encrypts to other devices); its own other
+//!   devices do.
+//! - **Group**: one Megolm message for everyone. `key_shares` is filled only when the sender
+//!   starts a new Megolm session: its first message in the group, after the set of member
+//!   devices changed (a member added or removed, a device added: the **re-key**), or after
+//!   [`GROUP_SESSION_MESSAGES_MAX`] messages. Each share is the session key Olm-encrypted to
+//!   one member device. A removed member never gets the new key, so it cannot read later
+//!   messages even from a copy of the stored payload ([`Error::UnknownGroupSession`]).
+//!
+//! Receiving checks, in order, each with its own [`Error`] and before any key is touched:
+//! the version ([`Error::UnsupportedVersion`]), the sender against the one the server names
+//! ([`Error::SenderMismatch`]), the kind and group against the chat it arrived in
+//! ([`Error::ConversationMismatch`]), an entry for this device
+//! ([`Error::NotForThisDevice`]). Then Olm and Megolm authenticate the ciphertext: a
+//! tampered one gives [`Error::Decrypt`] or [`Error::GroupDecrypt`], an Olm message read
+//! before [`Error::Replay`].
+//!
+//! What the server sees: the sender and recipient devices, sizes and times, and for groups
+//! when a re-key happens. Not the text, and no key that opens it.
+//!
+//! The whole payload must fit [`CONTENT_BYTES_MAX`] ([`Error::PayloadTooLarge`] otherwise).
+//! A key share costs about 0.8 KiB per member device, so a re-key in one message reaches
+//! about 75 devices; past that, send the shares apart ([`Device::import_key_share`]).
+//!
+//! ```
+//! use missive_client::{Conversation, Device, Payload, PeerBundle, PeerDevice};
+//!
+//! let mut alice = Device::new(PeerDevice::new("1", "1"));
+//! let mut bob = Device::new(PeerDevice::new("2", "1"));
+//! bob.generate_one_time_keys(1);
+//! let upload = bob.key_bundle_upload();
+//! bob.mark_published();
+//! alice.create_session(&PeerBundle {
+//!     user_id: "2".into(),
+//!     device_id: "1".into(),
+//!     identity_key: upload.identity_key,
+//!     signing_key: upload.signing_key,
+//!     signed_prekey: upload.signed_prekey,
+//!     one_time_prekey: upload.one_time_prekeys.into_iter().next(),
+//! })?;
+//!
+//! let devices = [bob.me().clone()];
+//! let content = alice
+//!     .encrypt_for(&Conversation::Direct, &devices, b"hi Bob")?
+//!     .to_wire();
+//! // The server stores and relays `content`; it names Alice's device as the sender.
+//! let payload = Payload::from_wire(&content)?;
+//! let text = bob.decrypt(&Conversation::Direct, alice.me(), &payload)?;
+//! assert_eq!(text, b"hi Bob");
+//! # Ok::<(), missive_client::Error>(())
+//! ```
 //!
 //! # Example
 //!
@@ -95,6 +168,7 @@ mod error;
 mod group;
 mod group_message;
 mod key_bundle;
+mod payload;
 mod peer_device;
 mod store;
 mod store_key;
@@ -104,6 +178,7 @@ pub use envelope::{Envelope, EnvelopeKind};
 pub use error::Error;
 pub use group_message::GroupMessage;
 pub use key_bundle::{KeyBundles, KeyUpload, OneTimePrekey, PeerBundle, SignedPrekey};
+pub use payload::{Conversation, DeviceCiphertexts, PAYLOAD_VERSION, Payload, PayloadBody};
 pub use peer_device::PeerDevice;
 pub use store_key::{
     KDF_ITERATIONS_MAX, KDF_MEMORY_KIB_MAX, KDF_PARALLELISM_MAX, KdfParams, StoreKey,

@@ -1,20 +1,24 @@
 //! `missive-cli` against a real server: one user sends by phone number, the other listens and
 //! prints it live (acknowledging it, which the sender's status then shows), groups are created,
-//! and the chat list shows both chats.
+//! and the chat list shows both chats. Messages are end-to-end encrypted (the default; see
+//! `tests/e2ee.rs` for what the server stores); the key stores live in the test's directory.
 
 mod common;
 
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use common::{TestServer, bounded, phone};
 
 const CLI: &str = env!("CARGO_BIN_EXE_missive-cli");
 
-async fn cli(server: &TestServer, args: &[&str]) -> Output {
+async fn cli(server: &TestServer, data: &Path, args: &[&str]) -> Output {
     let mut command = Command::new(CLI);
     command
         .arg("--server")
         .arg(format!("http://{}", server.addr))
+        .arg("--data-dir")
+        .arg(data)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -49,6 +53,7 @@ async fn two_users_chat_through_the_cli() {
     // Both log in (and keep their sessions), with names.
     let out = cli(
         &server,
+        dir.path(),
         &[
             "--phone",
             &alice_phone,
@@ -63,6 +68,7 @@ async fn two_users_chat_through_the_cli() {
     assert!(stdout(&out).contains("no chats yet"));
     let out = cli(
         &server,
+        dir.path(),
         &[
             "--phone",
             &bob_phone,
@@ -78,6 +84,7 @@ async fn two_users_chat_through_the_cli() {
 
     let sent = cli(
         &server,
+        dir.path(),
         &[
             "--session",
             alice_session,
@@ -92,6 +99,7 @@ async fn two_users_chat_through_the_cli() {
     assert!(sent.starts_with("sent "), "{sent}");
     let group = cli(
         &server,
+        dir.path(),
         &["--session", alice_session, "group", "lunch", &bob_phone],
     )
     .await;
@@ -101,6 +109,7 @@ async fn two_users_chat_through_the_cli() {
     // Bob was offline: listening prints the backlog and acknowledges it.
     let heard = cli(
         &server,
+        dir.path(),
         &["--session", bob_session, "listen", "--seconds", "2"],
     )
     .await;
@@ -108,7 +117,7 @@ async fn two_users_chat_through_the_cli() {
     assert!(heard.contains("Alice (1): hello Bob ✓"), "{heard}");
     assert!(heard.contains("#lunch"), "{heard}");
 
-    let chats = cli(&server, &["--session", alice_session, "chats"]).await;
+    let chats = cli(&server, dir.path(), &["--session", alice_session, "chats"]).await;
     let chats = stdout(&chats);
     assert!(chats.contains("#lunch"), "{chats}");
     assert!(chats.contains("Bob"), "{chats}");

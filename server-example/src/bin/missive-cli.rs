@@ -12,10 +12,20 @@
 //!
 //! It logs in with the dev code that a `--dev` server returns (each run registers a device,
 //! unless `--session FILE` keeps the token between runs), prints incoming messages live and
-//! acknowledges each with a `delivered` receipt. Message content goes through a [`Codec`]: the
-//! plain one base64-encodes UTF-8 text; end-to-end encryption plugs in there later.
+//! acknowledges each with a `delivered` receipt.
+//!
+//! Messages are **end-to-end encrypted by default** with `missive-client` (see `e2ee.rs`):
+//! at login the device's keys are loaded from (or created in) an encrypted store under
+//! `--data-dir`, and uploaded to the key server when it runs low on one-time prekeys;
+//! `content` is a versioned [`missive_client::Payload`] with one Olm ciphertext per recipient
+//! device (1:1) or one Megolm ciphertext with key shares on re-key (groups). A message that
+//! cannot be decrypted prints `[could not decrypt: …]`. `--plaintext` sends base64 of the
+//! UTF-8 text instead, for debugging.
 
 #![forbid(unsafe_code)]
+
+#[path = "missive-cli/e2ee.rs"]
+mod e2ee;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -33,6 +43,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// How often the client pings (the server's heartbeat timeout is 60 s by default).
 const PING_EVERY: Duration = Duration::from_secs(20);
+/// How often an interactive session checks that the server has enough one-time prekeys.
+const TOP_UP_EVERY: Duration = Duration::from_secs(300);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -58,6 +70,32 @@ struct Args {
     /// Keep the login (user, device, token) in this file and reuse it.
     #[arg(long, value_name = "FILE", global = true)]
     session: Option<PathBuf>,
+    /// Where the encrypted key stores live (one per server, user and device). Default:
+    /// `$XDG_DATA_HOME/missive-cli`, else `~/.local/share/missive-cli`, else `./missive-cli-data`.
+    #[arg(long, env = "MISSIVE_CLI_DATA", value_name = "DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// Encrypt the key store with a key derived from this passphrase (Argon2id). Without it
+    /// or --store-key, a random key is kept in a file next to the store (dev default: anyone
+    /// who can read the data directory can read the keys).
+    #[arg(
+        long,
+        env = "MISSIVE_CLI_PASSPHRASE",
+        hide_env_values = true,
+        global = true
+    )]
+    passphrase: Option<String>,
+    /// Encrypt the key store with this raw key: 64 hex digits (from a keychain, say).
+    #[arg(
+        long,
+        env = "MISSIVE_CLI_STORE_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    store_key: Option<String>,
+    /// Send and read base64 plaintext instead of end-to-end encrypted messages (debugging:
+    /// the server sees everything).
+    #[arg(long, global = true)]
+    plaintext: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -87,6 +125,9 @@ enum Command {
         /// Stop after this many seconds (default: never).
         #[arg(long)]
         seconds: Option<u64>,
+        /// Stop after printing this many messages other than group changes.
+        #[arg(long)]
+        count: Option<usize>,
     },
     /// Create a group and print its id.
     Group {
@@ -100,18 +141,79 @@ enum Command {
 
 // ---- content ------------------------------------------------------------------------------
 
-/// Turns what the user typed into a message's `content`, and content back into text. This is
-/// the seam for end-to-end encryption: an implementation backed by `missive-client` seals for
-/// the chat's members and opens with the sender's session.
-trait Codec: Send {
-    /// The `content` to send to `chat_id` for `text`.
-    fn seal(&mut self, chat_id: Option<&str>, text: &str) -> String;
-    /// The text of `content` from `sender` in `chat_id`.
-    fn open(&mut self, chat_id: &str, sender: &str, content: &str) -> String;
+/// Turns what the user typed into a message's `content`, and content back into text.
+enum Codec {
+    /// Base64 of UTF-8 (`--plaintext`): not secret, just opaque-looking.
+    Plain,
+    /// End-to-end encryption with `missive-client` (the default).
+    E2ee(Box<e2ee::E2ee>),
 }
 
-/// Base64 of UTF-8: not secret, just opaque like ciphertext would be.
-struct PlainCodec;
+impl Codec {
+    /// The `content` to send to `to` for `text`.
+    async fn seal(
+        &mut self,
+        http: &Http,
+        to: &e2ee::Recipient,
+        text: &str,
+    ) -> Result<String, String> {
+        match self {
+            Codec::Plain => Ok(base64(text.as_bytes())),
+            Codec::E2ee(e2ee) => e2ee.seal(http, to, text).await,
+        }
+    }
+
+    /// The text of a message object.
+    async fn open(&mut self, http: &Http, message: &Value) -> String {
+        match self {
+            Codec::Plain => {
+                let content = message["content"].as_str().unwrap_or_default();
+                unbase64(content)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or_else(|| format!("<{} opaque bytes>", content.len()))
+            }
+            Codec::E2ee(e2ee) => e2ee.open(http, message).await,
+        }
+    }
+
+    /// A preview of a message without decrypting it (an Olm message decrypts only once, so
+    /// the chat list must not use it up before the message is delivered).
+    fn preview(&self, message: &Value) -> String {
+        match self {
+            Codec::Plain => {
+                let content = message["content"].as_str().unwrap_or_default();
+                unbase64(content)
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .unwrap_or_else(|| format!("<{} opaque bytes>", content.len()))
+            }
+            Codec::E2ee(_) => "(encrypted)".to_owned(),
+        }
+    }
+
+    /// Remembers the text sent as `client_msg_id` (a 1:1 message is not encrypted to its
+    /// own sending device).
+    fn remember_sent(&mut self, client_msg_id: &str, text: &str) {
+        if let Codec::E2ee(e2ee) = self {
+            e2ee.remember_sent(client_msg_id, text);
+        }
+    }
+
+    /// Files the text sent as `client_msg_id` under its `message_id`.
+    fn acknowledged(&mut self, client_msg_id: &str, message_id: &str) {
+        if let Codec::E2ee(e2ee) = self {
+            e2ee.acknowledged(client_msg_id, message_id);
+        }
+    }
+
+    /// Tops up the one-time prekeys on the server if they run low.
+    async fn top_up(&mut self, http: &Http) {
+        if let Codec::E2ee(e2ee) = self
+            && let Err(e) = e2ee.top_up(http).await
+        {
+            eprintln!("missive-cli: cannot top up keys: {e}");
+        }
+    }
+}
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -148,18 +250,6 @@ fn unbase64(text: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
-}
-
-impl Codec for PlainCodec {
-    fn seal(&mut self, _chat_id: Option<&str>, text: &str) -> String {
-        base64(text.as_bytes())
-    }
-
-    fn open(&mut self, _chat_id: &str, _sender: &str, content: &str) -> String {
-        unbase64(content)
-            .and_then(|b| String::from_utf8(b).ok())
-            .unwrap_or_else(|| format!("<{} opaque bytes>", content.len()))
-    }
 }
 
 // ---- HTTP ---------------------------------------------------------------------------------
@@ -394,7 +484,7 @@ async fn show(
     frame: &Value,
     me: (&str, u64),
     names: &mut Names,
-    codec: &mut dyn Codec,
+    codec: &mut Codec,
 ) -> Option<Value> {
     let data = &frame["data"];
     let chat_id = data["chat_id"].as_str().unwrap_or_default();
@@ -427,7 +517,7 @@ async fn show(
                 let text = if data["deleted"] == true {
                     "(deleted)".to_owned()
                 } else {
-                    codec.open(chat_id, sender, content)
+                    codec.open(&names.http, data).await
                 };
                 format!("{who}: {text}")
             };
@@ -438,6 +528,10 @@ async fn show(
             )
         }
         "ack" => {
+            codec.acknowledged(
+                data["client_msg_id"].as_str().unwrap_or_default(),
+                data["message_id"].as_str().unwrap_or_default(),
+            );
             println!("  ✓ sent #{} in {}", data["seq"], chat_id);
             None
         }
@@ -488,7 +582,7 @@ async fn show(
 
 // ---- commands -----------------------------------------------------------------------------
 
-async fn list_chats(http: &Http, names: &mut Names, codec: &mut dyn Codec) {
+async fn list_chats(http: &Http, names: &mut Names, codec: &Codec) {
     let r = http.ok("GET", "/api/v1/chats", None).await;
     let chats = r["chats"].as_array().cloned().unwrap_or_default();
     if chats.is_empty() {
@@ -509,11 +603,7 @@ async fn list_chats(http: &Http, names: &mut Names, codec: &mut dyn Codec) {
             let text = if last["message_type"] == "system" {
                 "(group change)".to_owned()
             } else {
-                codec.open(
-                    chat_id,
-                    last["sender_id"].as_str().unwrap_or_default(),
-                    last["content"].as_str().unwrap_or_default(),
-                )
+                codec.preview(last)
             };
             format!("{sender}: {text}")
         } else {
@@ -565,7 +655,7 @@ commands:
   /quit                      leave
   anything else              is sent to the current chat";
 
-async fn interactive(args: &Args, http: Http, session: Session, codec: &mut dyn Codec) {
+async fn interactive(args: &Args, http: Http, session: Session, codec: &mut Codec) {
     let ws = open_ws(&args.server, &session.token).await;
     let (mut write, mut read) = ws.split();
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Value>();
@@ -586,6 +676,16 @@ async fn interactive(args: &Args, http: Http, session: Session, codec: &mut dyn 
         "logged in as user {} (device {}). Type /help.",
         session.user_id, session.device_id
     );
+    match &*codec {
+        Codec::E2ee(e2ee) => println!(
+            "end-to-end encrypted; your identity key is {} (keys in {})",
+            e2ee.identity_key(),
+            e2ee.store().display()
+        ),
+        Codec::Plain => println!("--plaintext: the server sees what you type"),
+    }
+    let mut top_up = tokio::time::interval(TOP_UP_EVERY);
+    top_up.tick().await;
     let mut names = Names {
         http: http.clone(),
         users: HashMap::new(),
@@ -596,6 +696,7 @@ async fn interactive(args: &Args, http: Http, session: Session, codec: &mut dyn 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         tokio::select! {
+            _ = top_up.tick() => codec.top_up(&http).await,
             incoming = read.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
@@ -692,8 +793,20 @@ async fn interactive(args: &Args, http: Http, session: Session, codec: &mut dyn 
                             println!("pick someone first: /to <user id | +phone>  (/help)");
                             continue;
                         };
-                        let content = codec.seal(current_chat.as_deref(), line);
-                        let mut data = json!({"client_msg_id": random_id(),
+                        let recipient = match to {
+                            Target::User(user) => e2ee::Recipient::User(user.clone()),
+                            Target::Chat(chat) => e2ee::Recipient::Chat(chat.clone()),
+                        };
+                        let content = match codec.seal(&http, &recipient, line).await {
+                            Ok(content) => content,
+                            Err(e) => {
+                                println!("not sent: {e}");
+                                continue;
+                            }
+                        };
+                        let client_msg_id = random_id();
+                        codec.remember_sent(&client_msg_id, line);
+                        let mut data = json!({"client_msg_id": client_msg_id,
                                               "message_type": "text", "content": content});
                         match to {
                             Target::User(user) => data["to_user_id"] = json!(user),
@@ -714,7 +827,8 @@ async fn listen(
     http: Http,
     session: Session,
     seconds: Option<u64>,
-    codec: &mut dyn Codec,
+    count: Option<usize>,
+    codec: &mut Codec,
 ) {
     let mut ws = open_ws(&args.server, &session.token).await;
     let mut names = Names {
@@ -723,7 +837,8 @@ async fn listen(
         chats: HashMap::new(),
     };
     let deadline = seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
-    loop {
+    let mut printed = 0;
+    while count.is_none_or(|count| printed < count) {
         let next = match deadline {
             Some(d) => match tokio::time::timeout_at(d, ws.next()).await {
                 Ok(next) => next,
@@ -736,6 +851,9 @@ async fn listen(
                 let Ok(frame) = serde_json::from_str::<Value>(&text) else {
                     continue;
                 };
+                if frame["type"] == "message" && frame["data"]["message_type"] != "system" {
+                    printed += 1;
+                }
                 if let Some(receipt) = show(
                     &frame,
                     (&session.user_id, session.device_id),
@@ -755,6 +873,23 @@ async fn listen(
     let _ = ws.close(None).await;
 }
 
+/// `$XDG_DATA_HOME/missive-cli`, else `$HOME/.local/share/missive-cli`, else
+/// `./missive-cli-data`.
+fn default_data_dir() -> PathBuf {
+    let from_env = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = from_env("XDG_DATA_HOME") {
+        return dir.join("missive-cli");
+    }
+    if let Some(home) = from_env("HOME") {
+        return home.join(".local/share/missive-cli");
+    }
+    PathBuf::from("missive-cli-data")
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args = Args::parse();
@@ -764,7 +899,20 @@ async fn main() {
         http.ok("PUT", "/api/v1/users/me", Some(&json!({"name": name})))
             .await;
     }
-    let mut codec = PlainCodec;
+    let mut codec = if args.plaintext {
+        Codec::Plain
+    } else {
+        let me =
+            missive_client::PeerDevice::new(session.user_id.clone(), session.device_id.to_string());
+        let source =
+            e2ee::KeySource::from_options(args.passphrase.as_deref(), args.store_key.as_deref())
+                .unwrap_or_else(|e| fail(e));
+        let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+        let e2ee = e2ee::E2ee::start(&http, &data_dir, &args.server, me, source)
+            .await
+            .unwrap_or_else(|e| fail(format!("end-to-end encryption: {e}")));
+        Codec::E2ee(Box::new(e2ee))
+    };
     match &args.command {
         None | Some(Command::Chat) => interactive(&args, http, session, &mut codec).await,
         Some(Command::Chats) => {
@@ -773,7 +921,7 @@ async fn main() {
                 users: HashMap::new(),
                 chats: HashMap::new(),
             };
-            list_chats(&http, &mut names, &mut codec).await;
+            list_chats(&http, &mut names, &codec).await;
         }
         Some(Command::Send {
             to,
@@ -781,13 +929,21 @@ async fn main() {
             chat,
             text,
         }) => {
-            let mut data = json!({"client_msg_id": random_id(), "message_type": "text",
-                                  "content": codec.seal(chat.as_deref(), text)});
-            match (to, to_phone, chat) {
-                (Some(user), _, _) => data["to_user_id"] = json!(user),
-                (_, Some(phone), _) => data["to_user_id"] = json!(resolve_user(&http, phone).await),
-                (_, _, Some(chat)) => data["chat_id"] = json!(chat),
+            let recipient = match (to, to_phone, chat) {
+                (Some(user), _, _) => e2ee::Recipient::User(user.clone()),
+                (_, Some(phone), _) => e2ee::Recipient::User(resolve_user(&http, phone).await),
+                (_, _, Some(chat)) => e2ee::Recipient::Chat(chat.clone()),
                 _ => fail("give --to, --to-phone or --chat"),
+            };
+            let content = codec
+                .seal(&http, &recipient, text)
+                .await
+                .unwrap_or_else(|e| fail(format!("not sent: {e}")));
+            let mut data = json!({"client_msg_id": random_id(), "message_type": "text",
+                                  "content": content});
+            match recipient {
+                e2ee::Recipient::User(user) => data["to_user_id"] = json!(user),
+                e2ee::Recipient::Chat(chat) => data["chat_id"] = json!(chat),
             }
             let ack = http.ok("POST", "/api/v1/messages", Some(&data)).await;
             println!(
@@ -797,8 +953,8 @@ async fn main() {
                 ack["timestamp"].as_str().unwrap_or_default()
             );
         }
-        Some(Command::Listen { seconds }) => {
-            listen(&args, http, session, *seconds, &mut codec).await;
+        Some(Command::Listen { seconds, count }) => {
+            listen(&args, http, session, *seconds, *count, &mut codec).await;
         }
         Some(Command::Group { title, members }) => {
             let mut ids = Vec::new();
