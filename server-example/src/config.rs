@@ -231,6 +231,22 @@ pub struct Options {
     #[arg(long, env = "MISSIVE_SHUTDOWN_GRACE_S", value_name = "SECONDS")]
     pub shutdown_grace_s: Option<u64>,
 
+    /// How long a call may ring unanswered before it ends as missed, in seconds.
+    /// [default: 45]
+    #[arg(long, env = "MISSIVE_CALL_RING_TIMEOUT_S", value_name = "SECONDS")]
+    pub call_ring_timeout_s: Option<u64>,
+
+    /// How often the media retention sweep runs, in seconds: expired grants, media no live
+    /// message references (past the orphan grace), unreferenced blobs and expired resumable
+    /// uploads are removed (0 = never). [default: 600]
+    #[arg(long, env = "MISSIVE_MEDIA_SWEEP_INTERVAL_S", value_name = "SECONDS")]
+    pub media_sweep_interval_s: Option<u64>,
+
+    /// How often expired stories (and their views) are deleted, in seconds (0 = never; expired
+    /// stories are never shown either way). [default: 600]
+    #[arg(long, env = "MISSIVE_STORY_SWEEP_INTERVAL_S", value_name = "SECONDS")]
+    pub story_sweep_interval_s: Option<u64>,
+
     /// Origins allowed to open WebSockets from a browser, comma-separated (`*` = any). Requests
     /// without an Origin header (non-browser clients) are always allowed. [default: none]
     #[arg(
@@ -263,7 +279,8 @@ impl Options {
             ip_requests_burst, user_requests_per_s, user_requests_burst, ws_frames_per_s,
             ws_frames_burst, verify_per_ip_per_min, verify_code_ttl_s, verify_attempts_max,
             push_window_s, push_sink, push_webhook_url, heartbeat_timeout_s, handshake_timeout_s,
-            idle_timeout_s, shutdown_grace_s, allowed_origins,
+            idle_timeout_s, shutdown_grace_s, call_ring_timeout_s, media_sweep_interval_s,
+            story_sweep_interval_s, allowed_origins,
         )
     }
 
@@ -395,6 +412,12 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Grace period for open connections at shutdown.
     pub shutdown_grace: Duration,
+    /// How long a call rings unanswered before it ends as missed (tests set milliseconds).
+    pub call_ring_timeout: Duration,
+    /// How often the media retention sweep runs (`None` = never).
+    pub media_sweep_interval: Option<Duration>,
+    /// How often expired stories are deleted (`None` = never).
+    pub story_sweep_interval: Option<Duration>,
     /// Allowed browser Origins (`*` = any).
     pub allowed_origins: Vec<String>,
 }
@@ -452,6 +475,9 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Some(Duration::from_secs(3600)),
             shutdown_grace: Duration::from_secs(10),
+            call_ring_timeout: Duration::from_millis(crate::calls::RING_TIMEOUT_MS_DEFAULT),
+            media_sweep_interval: Some(Duration::from_secs(600)),
+            story_sweep_interval: Some(Duration::from_secs(600)),
             allowed_origins: Vec::new(),
         }
     }
@@ -651,6 +677,12 @@ impl Config {
                 None => d.shutdown_grace,
                 Some(s) => Duration::from_secs(s),
             },
+            call_ring_timeout: match o.call_ring_timeout_s {
+                None => d.call_ring_timeout,
+                Some(s) => positive_secs("call-ring-timeout-s", s)?,
+            },
+            media_sweep_interval: every(o.media_sweep_interval_s, d.media_sweep_interval),
+            story_sweep_interval: every(o.story_sweep_interval_s, d.story_sweep_interval),
             allowed_origins,
         })
     }
@@ -710,7 +742,27 @@ mod tests {
         assert_eq!(c.frame_bytes_max, 128 * 1024);
         assert_eq!(c.push_window, Duration::from_secs(30));
         assert_eq!(c.durability, Durability::Always);
+        assert_eq!(c.call_ring_timeout, Duration::from_secs(45));
+        assert_eq!(c.media_sweep_interval, Some(Duration::from_secs(600)));
+        assert_eq!(c.story_sweep_interval, Some(Duration::from_secs(600)));
         assert!(!c.dev);
+    }
+
+    #[test]
+    fn call_and_sweep_settings() {
+        let c = Config::from_options(parse(&[
+            "--call-ring-timeout-s",
+            "30",
+            "--media-sweep-interval-s",
+            "0",
+            "--story-sweep-interval-s",
+            "5",
+        ]))
+        .unwrap();
+        assert_eq!(c.call_ring_timeout, Duration::from_secs(30));
+        assert_eq!(c.media_sweep_interval, None);
+        assert_eq!(c.story_sweep_interval, Some(Duration::from_secs(5)));
+        assert!(Config::from_options(parse(&["--call-ring-timeout-s", "0"])).is_err());
     }
 
     #[test]

@@ -29,14 +29,18 @@
 //! Modules: [`config`] (flags, env, TOML), [`error`] and [`extract`] (the JSON error shape),
 //! [`auth`] (tokens, the `Auth` extractor), [`accounts`] (verification, users, devices,
 //! contacts, blocks; SQLite), [`ratelimit`], [`ws`] (the WebSocket shell and frames),
-//! [`messaging`] (the engine wiring and the plug-in trait), [`push`] (batcher and sinks),
-//! [`metrics`], [`shutdown`], [`time`].
+//! [`messaging`] (the engine wiring and the plug-in trait), [`calls`] (call signalling),
+//! [`media`], [`stories`], [`keys`], [`push`] (batcher and sinks), [`metrics`], [`shutdown`],
+//! [`time`]. While serving, background tasks sweep media, stories and rate-limiter keys and end
+//! unanswered calls at their ringing timeout; each stops when shutdown begins (intervals in
+//! [`config::Config`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod accounts;
 pub mod auth;
+mod background;
 pub mod calls;
 pub mod config;
 pub mod error;
@@ -57,7 +61,6 @@ pub mod ws;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -78,9 +81,6 @@ use crate::ws::Connections;
 
 /// File name of the account database inside the data directory.
 pub const ACCOUNTS_FILE: &str = "accounts.sqlite3";
-
-/// How often idle rate-limiter keys are forgotten.
-const LIMITER_SWEEP: Duration = Duration::from_secs(60);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -213,6 +213,25 @@ impl AppBuilder {
         }
         let config = Arc::new(config);
         let connections = Arc::new(Connections::new());
+        // Media is readable by those who can see a message it was sent in (grants name the
+        // message, `<chat_id>:<seq>`) or, for a grant naming a chat, by its members; checked
+        // against the engine, which opens with the messenger below.
+        let engine_slot: Arc<OnceLock<missive::Engine>> = Arc::new(OnceLock::new());
+        let access = {
+            let engine_slot = engine_slot.clone();
+            move |user: u64, grant: &str| -> bool {
+                engine_slot
+                    .get()
+                    .is_some_and(|engine| messaging::can_see_grant(engine, user, grant))
+            }
+        };
+        let media = media::Media::open(
+            &config.data_dir,
+            media::MediaConfig::from_config(&config),
+            Arc::new(access),
+            self.clock.clone(),
+        )
+        .map_err(|error| StartError::Config(format!("media store: {error}")))?;
         let messenger = Messenger::open(messaging::Parts {
             config: config.clone(),
             accounts: accounts.clone(),
@@ -221,7 +240,17 @@ impl AppBuilder {
             clock: self.clock.clone(),
             shutdown: shutdown.clone(),
             metrics: metrics.clone(),
+            media: media.clone(),
         })?;
+        let _ = engine_slot.set(messenger.engine().clone());
+        let stories_store = stories::StoryStore::open(&config.data_dir.join("stories.sqlite3"))
+            .map_err(|error| StartError::Config(format!("stories store: {error}")))?;
+        let stories = stories::Stories::new(
+            stories_store,
+            self.clock.clone(),
+            stories::StoriesConfig::default(),
+            Some(media.clone()),
+        );
         let state = AppState::new(Services {
             limits: Arc::new(RateLimiters::new(&config)),
             config,
@@ -232,33 +261,13 @@ impl AppBuilder {
             push,
             messaging: messenger.clone(),
             messenger,
+            media: media.clone(),
+            stories: stories.clone(),
             shutdown,
             clock: self.clock,
             local_addr: Arc::new(OnceLock::new()),
         });
-        // Media, stories and the key server: their own stores beside the accounts; media is
-        // readable by members of the chats it was sent in, checked against the engine.
-        let engine = state.messenger.engine().clone();
-        let access = move |user: u64, chat: &str| -> bool {
-            messaging::ids::parse_chat_id(chat)
-                .is_ok_and(|chat| engine.members(missive::log::UserId(user), chat).is_ok())
-        };
-        let media = media::Media::open(
-            &state.config.data_dir,
-            media::MediaConfig::from_config(&state.config),
-            Arc::new(access),
-            state.clock.clone(),
-        )
-        .map_err(|error| StartError::Config(format!("media store: {error}")))?;
-        let stories_store =
-            stories::StoryStore::open(&state.config.data_dir.join("stories.sqlite3"))
-                .map_err(|error| StartError::Config(format!("stories store: {error}")))?;
-        let stories = stories::Stories::new(
-            stories_store,
-            state.clock.clone(),
-            stories::StoriesConfig::default(),
-            Some(media.clone()),
-        );
+        // Media, stories and the key server: their own stores beside the accounts.
         let keys_store = keys::KeyStore::open(&state.config.data_dir.join("keys.sqlite3"))
             .map_err(|error| StartError::Config(format!("key store: {error}")))?;
         let routes = Router::new()
@@ -340,19 +349,7 @@ impl App {
         }
         let router = self.router();
         let push_task = tokio::spawn(state.push.clone().run(state.shutdown.clone()));
-        let sweep_task = {
-            let limits = state.limits.clone();
-            let shutdown = state.shutdown.clone();
-            tokio::spawn(async move {
-                let mut interval = tokio::time::interval(LIMITER_SWEEP);
-                loop {
-                    tokio::select! {
-                        _ = shutdown.started() => return,
-                        _ = interval.tick() => limits.retain_recent(),
-                    }
-                }
-            })
-        };
+        let background = background::spawn(&state);
 
         server::accept_loop(listener, router, state.clone(), signal).await;
 
@@ -369,7 +366,7 @@ impl App {
             );
         }
         let _ = push_task.await;
-        let _ = sweep_task.await;
+        background.join().await;
         state.shutdown.run_hooks(grace).await;
         tracing::info!("shutdown complete");
     }

@@ -6,11 +6,13 @@ use std::sync::{Arc, OnceLock};
 
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::media::Media;
 use crate::messaging::{Messaging, Messenger};
 use crate::metrics::{Metrics, ServerMetrics};
 use crate::push::PushService;
 use crate::ratelimit::RateLimiters;
 use crate::shutdown::Shutdown;
+use crate::stories::Stories;
 use crate::time::Clock;
 use crate::ws::Connections;
 
@@ -43,6 +45,10 @@ pub struct Services {
     pub messaging: Arc<dyn Messaging>,
     /// The messaging product over the engine (REST routes use it directly).
     pub messenger: Arc<Messenger>,
+    /// The media service (the built-in media routes and message sends use it).
+    pub media: Media,
+    /// The story service (the built-in story routes use it).
+    pub stories: Stories,
     /// Shutdown signal, connection tracking and hooks.
     pub shutdown: Shutdown,
     /// The wall clock.

@@ -169,9 +169,15 @@ async fn bad_frames_get_error_frames_and_the_connection_keeps_working() {
                 r#"{"type":"typing","data":{"chat_id":"c","is_typing":true}}"#,
                 "invalid_request",
             ),
+            // No user 2: nobody to call.
             (
                 r#"{"type":"call","data":{"call_id":"k","to_user_id":"2","action":"offer","sdp":"v=0"}}"#,
-                "not_implemented",
+                "not_found",
+            ),
+            // An answer to a call that does not exist.
+            (
+                r#"{"type":"call","data":{"call_id":"k","to_user_id":"2","action":"answer","sdp":"v=0"}}"#,
+                "not_found",
             ),
         ] {
             send_text(&mut ws, ok).await;

@@ -318,6 +318,21 @@ impl CallRegistry {
         self.by_user.contains_key(&user_id)
     }
 
+    /// Whether the call `call_id` is ringing (offered, not yet answered or ended).
+    pub fn is_ringing(&self, call_id: &str) -> bool {
+        self.calls
+            .get(call_id)
+            .is_some_and(|c| c.phase == Phase::Ringing)
+    }
+
+    /// The call ringing for `callee`, if one is (the devices of a callee that connect while it
+    /// rings should ring too).
+    pub fn ringing_call_of(&self, callee: u64) -> Option<&str> {
+        let call_id = self.by_user.get(&callee)?;
+        let call = self.calls.get(call_id)?;
+        (call.callee == callee && call.phase == Phase::Ringing).then_some(call_id.as_str())
+    }
+
     /// When [`CallRegistry::expire`] next has something to do, if any call is ringing.
     pub fn next_deadline_ms(&self) -> Option<u64> {
         self.calls

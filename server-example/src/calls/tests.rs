@@ -424,3 +424,19 @@ fn device_targets() {
     assert!(DeviceTarget::Only(7).includes(7) && !DeviceTarget::Only(7).includes(8));
     assert!(!DeviceTarget::AllExcept(7).includes(7) && DeviceTarget::AllExcept(7).includes(8));
 }
+
+#[test]
+fn ringing_is_known_until_answered() {
+    let mut r = registry();
+    assert!(!r.is_ringing("k"));
+    assert_eq!(r.ringing_call_of(B), None);
+    ringing_call(&mut r);
+    assert!(r.is_ringing("k"));
+    assert_eq!(r.ringing_call_of(B), Some("k"));
+    assert_eq!(r.ringing_call_of(A), None, "the caller is not rung");
+    r.signal(sig("k", (B, 2), A, CallAction::Answer), 5, nobody_blocked)
+        .unwrap();
+    assert!(!r.is_ringing("k"));
+    assert_eq!(r.ringing_call_of(B), None);
+    assert!(r.in_call(A) && r.in_call(B));
+}

@@ -27,9 +27,12 @@
 //! `GET /api/v1/media/{media_id}/info` returns the metadata as JSON.
 //!
 //! **Access.** The uploader may read their media. Anyone else may read it only if it was
-//! *granted* to a chat they are a member of: messaging calls [`Media::grant`] (or
-//! [`Media::grant_until`]) when it stores a message carrying a `media_id`, and membership is
-//! asked of the [`MediaAccess`] given at open. Stories grant their media to the author's story
+//! *granted* to a chat they are a member of: messaging calls [`Media::grant_until`] when it
+//! stores a message carrying a `media_id`, and membership is asked of the [`MediaAccess`] given
+//! at open. The server's messenger grants to the message itself (its `message_id`,
+//! `<chat_id>:<seq>`, stands in for the chat), and its access check asks the engine whether the
+//! reader can see that message ([`crate::messaging::can_see_grant`]), so each message is one
+//! reference and deleting it revokes exactly its grant. Stories grant their media to the author's story
 //! audience (`story:<author_id>`, see [`crate::stories`]), which is checked against the account
 //! store. Strangers get `403 forbidden`; unknown ids `404 not_found`.
 //!

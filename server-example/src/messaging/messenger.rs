@@ -19,6 +19,18 @@
 //! - **Push**: after a new message is stored, each recipient without an open WebSocket
 //!   connection gets a push notice (batched, muted chats and do-not-disturb honoured by
 //!   [`crate::push::PushService`]); opening a connection cancels the pending batch.
+//! - **Media in messages**: an `image`, `video`, `document` or `voice` message names its
+//!   `media_id`, which the sender must be able to read (its uploader, or someone it was already
+//!   granted to); other kinds carry none ([`MediaRefError`]). The stored message then grants
+//!   the media to itself — the grant "chat" is the `message_id`, so every message is its own
+//!   reference — until the message expires (its TTL, else the retention horizon). Readers are
+//!   the members who can see that message; deleting it for everyone revokes its grant, and the
+//!   media retention sweep removes media no live grant references.
+//! - **Calls**: `call` frames go through [`CallRegistry`] (see [`crate::calls`] for the rules)
+//!   and its frames to the parties' connected devices. An offer to a user with no connection
+//!   is also pushed at once ("Incoming call"); a device that connects while a call rings for
+//!   its user gets the offer. [`Messenger::run_call_timer`] ends calls past the ringing
+//!   timeout ([`Config::call_ring_timeout`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -29,25 +41,29 @@ use missive::log::{ChatId, DeviceId, Seq, Timestamp, UserId};
 use missive::{ContentKind, Engine, History, Outgoing, ReceiptKind, Role, Status, To};
 use parking_lot::Mutex;
 use serde::Serialize;
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use super::Messaging;
 use super::groups::{GroupInfo, GroupStore, GroupUpdate};
 use super::ids::{chat_id_text, client_msg_key, message_id_text, parse_message_id};
 use super::presence::{PresenceTracker, Transition};
 use super::pump;
 use super::wire::{api_error, content_kind, message_object};
-use super::{Messaging, NotImplemented};
 use crate::accounts::{Accounts, StoreError};
 use crate::auth::Auth;
+use crate::calls::{CallAction, CallConfig, CallEvent, CallRegistry, MissedCall, Outcome, Signal};
 use crate::config::{Config, Durability};
 use crate::error::ApiError;
+use crate::media::Media;
 use crate::metrics::{Counter, Metrics, write_metric};
 use crate::push::PushService;
 use crate::shutdown::{BoxFuture, Shutdown};
 use crate::time::{Clock, rfc3339};
 use crate::ws::{
-    AckFrame, ClientFrame, Connection, Connections, ErrorFrame, GroupEvent, MessageObject,
-    PresenceEvent, PresenceStatus, ReceiptStatus, SendMessage, ServerFrame, TTL_S_MAX, WireId,
+    AckFrame, CallFrame, ClientFrame, Connection, Connections, ErrorFrame, GroupEvent,
+    MessageObject, MessageType, PresenceEvent, PresenceStatus, ReceiptStatus, SendMessage,
+    ServerFrame, TTL_S_MAX, WireId,
 };
 
 /// Folder of the engine inside the data directory.
@@ -103,6 +119,9 @@ pub(crate) struct MessagingMetrics {
     pub(crate) delivered: Counter,
     pub(crate) lagging: Counter,
     pub(crate) replaced: Counter,
+    pub(crate) calls: Counter,
+    pub(crate) calls_missed: Counter,
+    pub(crate) calls_busy: Counter,
 }
 
 impl MessagingMetrics {
@@ -124,6 +143,15 @@ impl MessagingMetrics {
             replaced: m.counter(
                 "missive_ws_closed_replaced_total",
                 "Connections closed with 4009 because the same device connected again.",
+            ),
+            calls: m.counter("missive_calls_total", "Calls that started ringing."),
+            calls_missed: m.counter(
+                "missive_calls_missed_total",
+                "Calls that ended unanswered (ringing timeout, or the caller gave up).",
+            ),
+            calls_busy: m.counter(
+                "missive_calls_busy_total",
+                "Offers answered `busy` because a party was in another call.",
             ),
         }
     }
@@ -248,6 +276,7 @@ pub(crate) struct Parts {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) shutdown: Shutdown,
     pub(crate) metrics: Metrics,
+    pub(crate) media: Media,
 }
 
 /// Why the messaging layer could not open.
@@ -277,6 +306,84 @@ pub struct Messenger {
     /// The pump task of each open connection, by connection id.
     pumps: Mutex<HashMap<u64, AbortHandle>>,
     pub(crate) metrics: MessagingMetrics,
+    media: Media,
+    calls: Mutex<Calls>,
+    /// Wakes [`Messenger::run_call_timer`] when a call starts ringing.
+    call_timer: Notify,
+}
+
+/// The call registry, and the offer of each ringing call (for devices that connect while it
+/// rings).
+struct Calls {
+    registry: CallRegistry,
+    offers: HashMap<String, CallEvent>,
+}
+
+impl Calls {
+    /// Forgets the offers of calls that no longer ring.
+    fn prune(&mut self) {
+        let registry = &self.registry;
+        self.offers
+            .retain(|call_id, _| registry.is_ringing(call_id));
+    }
+}
+
+/// Whether `user` may read media granted to `grant`: for a `message_id` (`<chat_id>:<seq>`,
+/// what message sends grant to), whether `user` can see that message now (a member who was in
+/// the chat when it was sent; not expired, not deleted); for a `chat_id`, whether `user` is a
+/// member of the chat. The server's [`crate::media::MediaAccess`].
+pub fn can_see_grant(engine: &Engine, user: u64, grant: &str) -> bool {
+    if let Ok((chat, seq)) = parse_message_id(grant) {
+        return matches!(engine.message(UserId(user), chat, seq), Ok(Some(view)) if !view.deleted);
+    }
+    super::ids::parse_chat_id(grant).is_ok_and(|chat| engine.members(UserId(user), chat).is_ok())
+}
+
+/// How often the call timer looks at the clock at least while a call rings (so that a clock
+/// moved by hand is noticed).
+const CALL_TIMER_POLL: Duration = Duration::from_secs(1);
+
+/// Why a message's media reference was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaRefError {
+    /// An `image`, `video`, `document` or `voice` message without a `media_id`
+    /// (`400 invalid_request`).
+    #[error("a {0} message names its media_id")]
+    Missing(&'static str),
+    /// A `media_id` on a `text` message (`400 invalid_request`).
+    #[error("only image, video, document and voice messages carry a media_id")]
+    NotMediaKind,
+    /// No media has this id (`404 not_found`).
+    #[error("no such media")]
+    NoSuchMedia,
+    /// The sender may not read this media: neither its uploader nor granted it
+    /// (`403 forbidden`).
+    #[error("you may only send media you uploaded or were sent")]
+    NotReadable,
+}
+
+impl From<MediaRefError> for ApiError {
+    fn from(error: MediaRefError) -> Self {
+        let message = error.to_string();
+        match error {
+            MediaRefError::Missing(_) | MediaRefError::NotMediaKind => {
+                ApiError::InvalidRequest(message)
+            }
+            MediaRefError::NoSuchMedia => ApiError::NotFound(message),
+            MediaRefError::NotReadable => ApiError::Forbidden(message),
+        }
+    }
+}
+
+fn media_kind_name(kind: MessageType) -> Option<&'static str> {
+    match kind {
+        MessageType::Image => Some("image"),
+        MessageType::Video => Some("video"),
+        MessageType::Document => Some("document"),
+        MessageType::Voice => Some("voice"),
+        MessageType::Text | MessageType::System => None,
+    }
 }
 
 impl std::fmt::Debug for Messenger {
@@ -474,6 +581,7 @@ impl Messenger {
             clock,
             shutdown,
             metrics,
+            media,
         } = parts;
         let engine = Engine::open(
             config.data_dir.join(ENGINE_DIR),
@@ -494,6 +602,9 @@ impl Messenger {
         }
         export_engine_stats(&metrics, &engine);
         let messaging_metrics = MessagingMetrics::register(&metrics);
+        let call_config = CallConfig {
+            ring_timeout_ms: config.call_ring_timeout.as_millis() as u64,
+        };
         Ok(Arc::new_cyclic(|me| Messenger {
             me: me.clone(),
             engine,
@@ -507,12 +618,23 @@ impl Messenger {
             shutdown,
             pumps: Mutex::new(HashMap::new()),
             metrics: messaging_metrics,
+            media,
+            calls: Mutex::new(Calls {
+                registry: CallRegistry::new(call_config),
+                offers: HashMap::new(),
+            }),
+            call_timer: Notify::new(),
         }))
     }
 
     /// The engine (for tests and tools; clients go through the methods below).
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The media service that message sends check and grant media with.
+    pub fn media(&self) -> &Media {
+        &self.media
     }
 
     fn now_ms(&self) -> u64 {
@@ -556,6 +678,8 @@ impl Messenger {
     pub async fn send(&self, auth: Auth, message: SendMessage) -> Result<AckFrame, ApiError> {
         message.validate(self.config.content_bytes_max)?;
         let me = auth.user_id;
+        self.check_media(me, &message)?;
+        let media_id = message.media_id.clone();
         let store = self.accounts.store();
         let chat = match (&message.to_user_id, &message.chat_id) {
             (Some(to), _) => {
@@ -605,6 +729,10 @@ impl Messenger {
             .await
             .map_err(api_error)?;
         let chat_id = chat_id_text(chat);
+        if let Some(media_id) = &media_id {
+            // Also for a retry: the first attempt may have failed right here.
+            self.grant_media(me, chat, sent.seq, media_id)?;
+        }
         if sent.duplicate {
             self.metrics.duplicates.inc();
         } else {
@@ -618,6 +746,50 @@ impl Messenger {
             seq: sent.seq.0,
             timestamp: rfc3339(sent.timestamp.as_millis()),
         })
+    }
+
+    /// Checks a message's media reference (see [`MediaRefError`]).
+    fn check_media(&self, me: u64, message: &SendMessage) -> Result<(), ApiError> {
+        let kind = media_kind_name(message.message_type);
+        let media_id = match (&message.media_id, kind) {
+            (None, None) => return Ok(()),
+            (None, Some(kind)) => return Err(MediaRefError::Missing(kind).into()),
+            (Some(_), None) => return Err(MediaRefError::NotMediaKind.into()),
+            (Some(media_id), Some(_)) => media_id,
+        };
+        // The MIME type is not matched against the kind: with end-to-end encryption clients
+        // upload encrypted blobs, which sniff as application/octet-stream.
+        let info = self
+            .media
+            .info(media_id)
+            .map_err(ApiError::internal)?
+            .ok_or(MediaRefError::NoSuchMedia)?;
+        if !self
+            .media
+            .can_read(self.accounts.store(), me, &info)
+            .map_err(ApiError::internal)?
+        {
+            return Err(MediaRefError::NotReadable.into());
+        }
+        Ok(())
+    }
+
+    /// Grants `media_id` to the stored message `seq` of `chat` until the message expires.
+    fn grant_media(&self, me: u64, chat: ChatId, seq: Seq, media_id: &str) -> Result<(), ApiError> {
+        let view = self
+            .engine
+            .message(UserId(me), chat, seq)
+            .map_err(api_error)?
+            .ok_or_else(|| ApiError::internal("a message just stored is not readable"))?;
+        let stored = view.timestamp.as_millis();
+        let expires_at_ms = if view.message.ttl_ms > 0 {
+            stored.saturating_add(view.message.ttl_ms)
+        } else {
+            stored.saturating_add(self.config.retention.as_millis() as u64)
+        };
+        self.media
+            .grant_until(media_id, &message_id_text(chat, seq), Some(expires_at_ms))
+            .map_err(ApiError::internal)
     }
 
     /// Push notices for the recipients of a new message in `chat` without a live connection.
@@ -796,8 +968,18 @@ impl Messenger {
                 "system messages cannot be deleted".into(),
             ));
         }
+        let media = message.message.media.clone();
         self.blocking(move |engine| engine.delete(me, chat, seq))
-            .await
+            .await?;
+        if !media.is_empty() {
+            // The message no longer references its media: the retention sweep may remove it
+            // once nothing else does.
+            let media_id = String::from_utf8_lossy(&media);
+            if let Err(e) = self.media.revoke(&media_id, &message_id_text(chat, seq)) {
+                tracing::error!(error = %e, "revoking the media of a deleted message");
+            }
+        }
+        Ok(())
     }
 
     /// Sets a chat's disappearing-messages timer (any member; 0 turns it off).
@@ -1165,11 +1347,40 @@ impl Messenger {
         let Some(me) = self.me.upgrade() else { return };
         let task = tokio::spawn(pump::run(me, connection.sink.clone(), subscription));
         self.pumps.lock().insert(connection.id, task.abort_handle());
+        // A call ringing for this user rings this device too.
+        let offer = {
+            let calls = self.calls.lock();
+            calls
+                .registry
+                .ringing_call_of(auth.user_id)
+                .and_then(|call_id| calls.offers.get(call_id).cloned())
+        };
+        if let Some(offer) = offer {
+            let _ = connection.sink.send(&ServerFrame::Call(offer));
+        }
     }
 
     fn disconnected(&self, connection: &Connection) {
         if let Some(pump) = self.pumps.lock().remove(&connection.id) {
             pump.abort();
+        }
+        let Auth {
+            user_id, device_id, ..
+        } = connection.auth;
+        // The device's call ends with its last connection (a reconnect replaces the old one).
+        let device_still_here = self
+            .connections
+            .sinks_of(user_id)
+            .iter()
+            .any(|(d, _)| *d == device_id);
+        if !device_still_here {
+            let outcome = {
+                let mut calls = self.calls.lock();
+                let outcome = calls.registry.disconnect(user_id, device_id, self.now_ms());
+                calls.prune();
+                outcome
+            };
+            self.deliver_calls(outcome);
         }
         let transition = self
             .presence
@@ -1200,11 +1411,165 @@ impl Messenger {
             },
             ClientFrame::Typing(typing) => super::ids::parse_chat_id(&typing.chat_id)
                 .and_then(|chat| self.typing(auth, chat, typing.is_typing)),
-            other @ (ClientFrame::Call(_) | ClientFrame::Ping) => {
-                return NotImplemented.on_frame(connection, other).await;
+            ClientFrame::Call(call) => {
+                let call_id = call.call_id.clone();
+                return self
+                    .call(auth, call)
+                    .err()
+                    .map(|e| ServerFrame::Error(ErrorFrame::for_call(&e, &call_id)));
             }
+            // The shell answers pings itself; answer one anyway if it gets here.
+            ClientFrame::Ping => return Some(ServerFrame::Pong(crate::ws::Empty {})),
         };
         result.err().map(|e| ServerFrame::error(&e))
+    }
+
+    // ---- calls ---------------------------------------------------------------------------
+
+    /// Applies a `call` frame from the caller's device and relays what it produces.
+    fn call(&self, auth: Auth, frame: CallFrame) -> Result<(), ApiError> {
+        let (me, to) = (auth.user_id, frame.to_user_id.0);
+        let store = self.accounts.store();
+        if frame.action == CallAction::Offer && to != me && !store.user_exists(to)? {
+            return Err(ApiError::NotFound("no such user".into()));
+        }
+        let signal = Signal {
+            call_id: frame.call_id,
+            from_user_id: me,
+            from_device_id: auth.device_id,
+            to_user_id: to,
+            action: frame.action,
+            sdp: frame.sdp,
+            candidate: frame.candidate,
+        };
+        let offer = (signal.action == CallAction::Offer).then(|| CallEvent {
+            call_id: signal.call_id.clone(),
+            from_user_id: me.to_string(),
+            action: CallAction::Offer,
+            sdp: signal.sdp.clone(),
+            candidate: signal.candidate.clone(),
+            reason: None,
+        });
+        let now = self.now_ms();
+        let (outcome, rang) = {
+            let mut calls = self.calls.lock();
+            let was_ringing = calls.registry.is_ringing(&signal.call_id);
+            let outcome = calls
+                .registry
+                .signal(signal, now, |blocker, blocked| {
+                    store.is_blocked(blocker, blocked)
+                })
+                .map_err(ApiError::from)?;
+            let rang = match offer {
+                Some(offer) if !was_ringing && calls.registry.is_ringing(&offer.call_id) => {
+                    calls.offers.insert(offer.call_id.clone(), offer.clone());
+                    Some(offer)
+                }
+                _ => None,
+            };
+            calls.prune();
+            (outcome, rang)
+        };
+        let busy = outcome
+            .deliveries
+            .iter()
+            .any(|d| d.event.reason == Some(crate::calls::EndReason::Busy));
+        if busy {
+            self.metrics.calls_busy.inc();
+        }
+        let reached = self.deliver_calls(outcome);
+        if let Some(offer) = rang {
+            self.metrics.calls.inc();
+            self.call_timer.notify_one();
+            if !reached.contains(&to) {
+                self.push_call(me, to, offer.call_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends each delivery to the targeted connected devices; returns the users at least one
+    /// frame reached. Frames for a device whose outbox is full are dropped (the client's call
+    /// setup times out as it would on a lossy network).
+    fn deliver_calls(&self, outcome: Outcome) -> Vec<u64> {
+        let mut reached = Vec::new();
+        for delivery in &outcome.deliveries {
+            let text = ServerFrame::Call(delivery.event.clone()).to_text();
+            for (device, sink) in self.connections.sinks_of(delivery.user_id) {
+                if delivery.devices.includes(device) && sink.send_text(text.clone()).is_ok() {
+                    reached.push(delivery.user_id);
+                }
+            }
+        }
+        self.missed_calls(outcome.missed);
+        reached
+    }
+
+    /// Pushes an incoming call to `callee`, who has no live connection.
+    fn push_call(&self, caller: u64, callee: u64, call_id: String) {
+        let push = self.push.clone();
+        let chat_id = chat_id_text(ChatId::direct(UserId(caller), UserId(callee)));
+        tokio::spawn(async move {
+            push.call(callee, &chat_id, &call_id).await;
+        });
+    }
+
+    /// Calls that ended unanswered.
+    ///
+    /// The protocol wants a "missed call" `system` message in the 1:1 chat here, but the
+    /// engine's public API cannot store one: `Engine::send` refuses `ContentKind::System` and
+    /// the system device, and only group changes write system messages. Until the engine
+    /// offers it, the parties learn of the missed call from the `hangup` frames (reason
+    /// `timeout` or `cancelled`/`disconnected`) and the metric.
+    fn missed_calls(&self, missed: Vec<MissedCall>) {
+        for call in missed {
+            self.metrics.calls_missed.inc();
+            tracing::info!(
+                call_id = %call.call_id,
+                caller = call.caller,
+                callee = call.callee,
+                reason = ?call.reason,
+                rang_ms = call.ended_at_ms.saturating_sub(call.started_at_ms),
+                "missed call"
+            );
+        }
+    }
+
+    /// Ends the calls that rang past the ringing timeout by the server's clock; returns how
+    /// many. [`Messenger::run_call_timer`] calls it; tests with a hand-driven clock may too.
+    pub fn expire_calls(&self) -> usize {
+        let outcome = {
+            let mut calls = self.calls.lock();
+            let outcome = calls.registry.expire(self.now_ms());
+            calls.prune();
+            outcome
+        };
+        let ended = outcome.missed.len();
+        self.deliver_calls(outcome);
+        ended
+    }
+
+    /// Calls in progress (ringing or answered).
+    pub fn calls_in_progress(&self) -> usize {
+        self.calls.lock().registry.len()
+    }
+
+    /// Ends ringing calls at their timeout until shutdown begins (the server spawns it).
+    pub async fn run_call_timer(self: Arc<Self>, shutdown: Shutdown) {
+        loop {
+            let next = self.calls.lock().registry.next_deadline_ms();
+            let wait = match next {
+                Some(deadline) => Duration::from_millis(deadline.saturating_sub(self.now_ms()))
+                    .min(CALL_TIMER_POLL),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = shutdown.started() => return,
+                _ = self.call_timer.notified() => continue,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            self.expire_calls();
+        }
     }
 }
 

@@ -16,9 +16,9 @@
 //! The server's implementation is [`Messenger`], the messaging product over the `missive`
 //! engine: wire ids ([`ids`]), group metadata ([`groups`]), presence ([`presence`]), the
 //! per-connection pump from the engine's subscription to the connection ([`pump`]) and the
-//! conversions between engine and wire types ([`wire`]). [`NotImplemented`] answers every frame
-//! with an `error` frame whose code is `not_implemented` (the messenger uses it for `call`
-//! frames, which come with a later issue).
+//! conversions between engine and wire types ([`wire`]); `call` frames go through the call
+//! registry ([`crate::calls`]). [`NotImplemented`] answers every frame with an `error` frame
+//! whose code is `not_implemented` (a placeholder [`Messaging`] for embedders and tests).
 
 pub mod groups;
 pub mod ids;
@@ -31,8 +31,8 @@ pub(crate) use messenger::Parts;
 pub use messenger::{
     ChatView, CreateGroup, ENGINE_DIR, GROUP_DESCRIPTION_CHARS_MAX, GROUP_NAME_CHARS_MAX,
     GROUPS_FILE, GroupView, HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX, HistoryPage, HistoryQuery,
-    MemberView, Messenger, OUTBOX_STALL_MAX, OpenError, PresenceView, RecipientStatus, StatusView,
-    engine_config,
+    MediaRefError, MemberView, Messenger, OUTBOX_STALL_MAX, OpenError, PresenceView,
+    RecipientStatus, StatusView, can_see_grant, engine_config,
 };
 
 use crate::error::ApiError;

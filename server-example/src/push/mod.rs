@@ -165,22 +165,63 @@ impl PushService {
                 text: notification_text(batch.count),
                 chat_ids: batch.chat_ids,
                 targets,
+                call_id: None,
             };
-            let result = tokio::time::timeout(DELIVERY_TIMEOUT, self.sink.deliver(&notification))
-                .await
-                .unwrap_or_else(|_| Err(PushError::Io("delivery timed out".into())));
-            match result {
-                Ok(()) => {
-                    self.metrics.push_delivered.inc();
-                    delivered += 1;
-                }
-                Err(e) => {
-                    self.metrics.push_failed.inc();
-                    tracing::warn!(user_id = batch.user_id, error = %e, "push delivery failed");
-                }
+            if self.send(&notification).await {
+                delivered += 1;
             }
         }
         delivered
+    }
+
+    /// Hands `notification` to the sink (bounded by [`DELIVERY_TIMEOUT`]); whether it took it.
+    async fn send(&self, notification: &Notification) -> bool {
+        let result = tokio::time::timeout(DELIVERY_TIMEOUT, self.sink.deliver(notification))
+            .await
+            .unwrap_or_else(|_| Err(PushError::Io("delivery timed out".into())));
+        match result {
+            Ok(()) => {
+                self.metrics.push_delivered.inc();
+                true
+            }
+            Err(e) => {
+                self.metrics.push_failed.inc();
+                tracing::warn!(user_id = notification.user_id.0, error = %e, "push delivery failed");
+                false
+            }
+        }
+    }
+
+    /// An incoming call `call_id` in `chat_id` for `user_id`, who has no live connection:
+    /// one "Incoming call" notification, delivered at once (a call cannot wait for a batch
+    /// window). Muted chats and do-not-disturb are honoured as for messages. Returns whether
+    /// the sink took it.
+    pub async fn call(&self, user_id: u64, chat_id: &str, call_id: &str) -> bool {
+        if !self
+            .accounts
+            .store()
+            .notifications_allowed(user_id, chat_id)
+        {
+            self.metrics.push_suppressed.inc();
+            return false;
+        }
+        self.metrics.push_notices.inc();
+        let targets = match self.accounts.store().push_targets(user_id) {
+            Ok(t) => t.into_iter().map(Target::from).collect(),
+            Err(e) => {
+                tracing::warn!(user_id, error = %e, "push targets unavailable");
+                Vec::new()
+            }
+        };
+        let notification = Notification {
+            user_id: WireId(user_id),
+            count: 1,
+            text: "Incoming call".into(),
+            chat_ids: vec![chat_id.to_owned()],
+            targets,
+            call_id: Some(call_id.to_owned()),
+        };
+        self.send(&notification).await
     }
 
     /// Delivers batches as their windows end, until shutdown begins.
@@ -303,6 +344,24 @@ mod tests {
         let got = sink.delivered();
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].user_id, got[0].count), (WireId(1), 1));
+    }
+
+    #[tokio::test]
+    async fn calls_are_pushed_at_once_unless_muted() {
+        let (push, sink, _clock, accounts) = service(30);
+        assert!(push.call(1, "chat-a", "k1").await);
+        let got = sink.delivered();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].text, "Incoming call");
+        assert_eq!(got[0].call_id.as_deref(), Some("k1"));
+        assert_eq!(got[0].chat_ids, vec!["chat-a"]);
+        assert_eq!(push.pending_users(), 0, "not batched");
+        accounts
+            .store()
+            .set_notification_settings(1, None, Some(true))
+            .unwrap();
+        assert!(!push.call(1, "chat-a", "k2").await);
+        assert_eq!(sink.delivered().len(), 1);
     }
 
     #[tokio::test]

@@ -18,19 +18,23 @@ use crate::accounts::PushTarget;
 use crate::shutdown::BoxFuture;
 use crate::ws::WireId;
 
-/// One notification for one user: "N new messages".
+/// One notification for one user: "N new messages", or "Incoming call" (then with `call_id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Notification {
     /// The recipient.
     pub user_id: WireId,
-    /// New messages in the window.
+    /// New messages in the window (1 for a call).
     pub count: u32,
-    /// "1 new message" / "N new messages" (content never leaves the server in a push).
+    /// "1 new message" / "N new messages" / "Incoming call" (content never leaves the server
+    /// in a push).
     pub text: String,
-    /// The chats concerned (at most `BATCH_CHATS_MAX`).
+    /// The chats concerned (at most `BATCH_CHATS_MAX`; a call's 1:1 chat).
     pub chat_ids: Vec<String>,
     /// The user's registered devices.
     pub targets: Vec<Target>,
+    /// Set for an incoming call: its id (such notifications are sent at once, not batched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
 }
 
 /// A device's push registration, as sent to sinks.
@@ -281,6 +285,7 @@ mod tests {
                     token: "a2".into(),
                 },
             ],
+            call_id: None,
         }
     }
 

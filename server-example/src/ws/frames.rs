@@ -198,23 +198,9 @@ pub struct TypingFrame {
     pub is_typing: bool,
 }
 
-/// Call signalling actions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CallAction {
-    /// SDP offer.
-    Offer,
-    /// SDP answer.
-    Answer,
-    /// An ICE candidate.
-    Ice,
-    /// The callee's device is ringing.
-    Ringing,
-    /// The callee declines.
-    Reject,
-    /// Either side ends the call.
-    Hangup,
-}
+/// Call signalling actions and the `data` of a relayed `call` frame are the call registry's
+/// (one definition for what clients send and what the server relays).
+pub use crate::calls::{CallAction, CallEvent};
 
 /// A client's call signalling frame, relayed to `to_user_id`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -403,23 +389,6 @@ pub struct PresenceEvent {
     pub last_seen: Option<String>,
 }
 
-/// `data` of a relayed `call` frame.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CallEvent {
-    /// The call.
-    pub call_id: String,
-    /// Who sends it (from the token).
-    pub from_user_id: WireId,
-    /// What happens.
-    pub action: CallAction,
-    /// SDP for offer/answer.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sdp: Option<String>,
-    /// ICE candidate.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub candidate: Option<serde_json::Value>,
-}
-
 /// `data` of a `group` frame: a group's membership or roles changed, or its name, description
 /// or picture (`op` = `update`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -470,6 +439,9 @@ pub struct ErrorFrame {
     /// The `client_msg_id` of the refused `message` frame, if it was one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
+    /// The `call_id` of the refused `call` frame, if it was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
 }
 
 impl ErrorFrame {
@@ -480,6 +452,7 @@ impl ErrorFrame {
             code,
             message,
             client_msg_id: None,
+            call_id: None,
         }
     }
 
@@ -487,6 +460,14 @@ impl ErrorFrame {
     pub fn for_message(error: &ApiError, client_msg_id: &str) -> Self {
         Self {
             client_msg_id: Some(client_msg_id.to_owned()),
+            ..Self::new(error)
+        }
+    }
+
+    /// The frame for `error`, about the call `call_id`.
+    pub fn for_call(error: &ApiError, call_id: &str) -> Self {
+        Self {
+            call_id: Some(call_id.to_owned()),
             ..Self::new(error)
         }
     }

@@ -65,16 +65,34 @@ impl TestServer {
         adjust: impl FnOnce(&mut Config),
         prepare: impl FnOnce(App) -> App,
     ) -> TestServer {
+        Self::start_full(adjust, None, prepare).await
+    }
+
+    /// Starts a server whose clock (the engine's too) is `clock`.
+    pub async fn start_clocked(
+        adjust: impl FnOnce(&mut Config),
+        clock: Arc<dyn missive_server::time::Clock>,
+    ) -> TestServer {
+        Self::start_full(adjust, Some(clock), |app| app).await
+    }
+
+    async fn start_full(
+        adjust: impl FnOnce(&mut Config),
+        clock: Option<Arc<dyn missive_server::time::Clock>>,
+        prepare: impl FnOnce(App) -> App,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut config = Config::for_tests(dir.path());
         adjust(&mut config);
         let sms = Arc::new(MemorySmsSink::default());
         let push = Arc::new(MemoryPushSink::default());
-        let app = App::builder(config)
+        let mut builder = App::builder(config)
             .sms_sink(sms.clone())
-            .push_sink(push.clone())
-            .build()
-            .expect("the server starts");
+            .push_sink(push.clone());
+        if let Some(clock) = clock {
+            builder = builder.clock(clock);
+        }
+        let app = builder.build().expect("the server starts");
         let app = prepare(app);
         let state = app.state().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
