@@ -89,6 +89,10 @@ pub struct Config {
     /// How long a `client_msg_id` is remembered for idempotent sends (default 5 minutes of
     /// server time; it survives restarts).
     pub dedup_window: Duration,
+    /// Whether a background thread verifies every stored batch's checksum after opening
+    /// (default `true`): it finds damage early, and reads of verified batches skip their
+    /// checksum, so the first read of an old chat does not pay for checking a whole batch.
+    pub scrub_on_open: bool,
     /// Where "now" comes from (default the system clock).
     pub clock: Arc<dyn Clock>,
 }
@@ -108,6 +112,7 @@ impl Default for Config {
             checkpoint_interval: Some(Duration::from_secs(60)),
             retention_interval: Some(Duration::from_secs(60)),
             dedup_window: Duration::from_secs(300),
+            scrub_on_open: true,
             clock: Arc::new(SystemClock),
         }
     }

@@ -239,6 +239,9 @@ impl Engine {
         });
         let engine = Engine { inner };
         engine.start_background();
+        if engine.inner.config.scrub_on_open {
+            engine.start_scrub();
+        }
         Ok(engine)
     }
 
@@ -303,6 +306,42 @@ impl Engine {
         *self.inner.background.lock() = Some(Background { stop, thread });
     }
 
+    /// Verifies the stored batches on a thread of its own, a segment at a time, giving up as
+    /// soon as the engine closes or is dropped: it holds the engine only weakly between
+    /// segments (the scrub itself does not keep the log or its folder lock).
+    fn start_scrub(&self) {
+        let mut scrub = self.inner.log.scrub();
+        let weak = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("missive-scrub".into())
+            .spawn(move || {
+                let open = || {
+                    weak.upgrade()
+                        .filter(|inner| !inner.closed.load(Ordering::Acquire))
+                };
+                let mut verified = 0;
+                loop {
+                    if open().is_none() {
+                        return;
+                    }
+                    let step = scrub.step();
+                    let Some(inner) = open() else { return };
+                    let bytes = scrub.report().bytes;
+                    inner.counters.scrubbed_bytes.add(bytes - verified);
+                    verified = bytes;
+                    match step {
+                        Ok(true) => {}
+                        Ok(false) => return inner.counters.scrub_done.add(1),
+                        Err(_) => return inner.counters.scrub_errors.add(1),
+                    }
+                }
+            });
+        // Without the thread, reads verify each batch themselves: nothing is lost.
+        if spawned.is_err() {
+            self.inner.counters.background_errors.add(1);
+        }
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             Err(Error::Closed)
@@ -346,7 +385,7 @@ impl Engine {
     /// holds. A retry with the same `client_msg_id` (in the same chat, within
     /// [`Config::dedup_window`]) returns the original and stores nothing.
     pub fn send(&self, sender: UserId, device: DeviceId, message: Outgoing) -> Result<Sent> {
-        match self.prepare_send(sender, device, &message)? {
+        match self.prepare_send(sender, device, &message, false)? {
             Prepared::Duplicate(sent) => Ok(sent),
             Prepared::Queued { ticket, sent, key } => {
                 let appended = ticket.wait();
@@ -363,10 +402,26 @@ impl Engine {
         device: DeviceId,
         message: Outgoing,
     ) -> Result<Sent> {
-        match self.prepare_send(sender, device, &message)? {
+        match self.prepare_send(sender, device, &message, false)? {
             Prepared::Duplicate(sent) => Ok(sent),
             Prepared::Queued { ticket, sent, key } => {
                 let appended = ticket.await;
+                self.finish(appended, sent, key)
+            }
+        }
+    }
+
+    /// Stores a system message of the application's in a chat `by` is a member of: something
+    /// that happened rather than something a person wrote, such as a missed call.
+    /// `message.kind` must be [`ContentKind::System`]; it is stored from [`SYSTEM_DEVICE`] with
+    /// `by` as its sender, delivered and counted like any message, and idempotent by
+    /// `client_msg_id` like [`Engine::send`] (derive the id from the event, e.g. the call's id,
+    /// so a retry stores it once).
+    pub fn send_system(&self, by: UserId, message: Outgoing) -> Result<Sent> {
+        match self.prepare_send(by, SYSTEM_DEVICE, &message, true)? {
+            Prepared::Duplicate(sent) => Ok(sent),
+            Prepared::Queued { ticket, sent, key } => {
+                let appended = ticket.wait();
                 self.finish(appended, sent, key)
             }
         }
@@ -379,7 +434,13 @@ impl Engine {
         }
     }
 
-    fn prepare_send(&self, sender: UserId, device: DeviceId, out: &Outgoing) -> Result<Prepared> {
+    fn prepare_send(
+        &self,
+        sender: UserId,
+        device: DeviceId,
+        out: &Outgoing,
+        system: bool,
+    ) -> Result<Prepared> {
         self.check_open()?;
         let config = &self.inner.config;
         if out.body.len() > config.body_bytes_max {
@@ -396,12 +457,17 @@ impl Engine {
                 max: config.media_ref_bytes_max,
             });
         }
-        if out.kind == ContentKind::System {
+        if system {
+            if out.kind != ContentKind::System {
+                return Err(Error::InvalidArgument(
+                    "send_system stores messages of kind System only".into(),
+                ));
+            }
+        } else if out.kind == ContentKind::System {
             return Err(Error::InvalidArgument(
-                "system messages are written by the engine".into(),
+                "system messages are written by the engine or send_system".into(),
             ));
-        }
-        if device == SYSTEM_DEVICE {
+        } else if device == SYSTEM_DEVICE {
             return Err(Error::InvalidArgument("device id reserved".into()));
         }
         let chat = Engine::chat_of(sender, out.to);
@@ -410,7 +476,7 @@ impl Engine {
         let mut sequencer = self.inner.sequencers[shard.0 as usize].lock();
         let index = self.inner.index.read();
         check_member(&index, chat, sender)?;
-        if let Some(found) = index.find_sent(&self.inner.log, chat, sender, out.client_msg_id) {
+        if let Some(found) = index.find_sent(&self.inner.log, chat, sender, out.client_msg_id)? {
             self.inner.counters.duplicates.add(1);
             return Ok(Prepared::Duplicate(Sent {
                 chat,

@@ -33,6 +33,9 @@ pub(crate) struct Counters {
     pub(crate) segments_expired: Counter,
     pub(crate) background_errors: Counter,
     pub(crate) catch_ups: Counter,
+    pub(crate) scrubbed_bytes: Counter,
+    pub(crate) scrub_errors: Counter,
+    pub(crate) scrub_done: Counter,
 }
 
 /// How opening went.
@@ -98,6 +101,14 @@ pub struct Stats {
     pub opened_replayed: u64,
     /// Opening: bytes of torn tails cut from the log.
     pub opened_torn_bytes: u64,
+    /// Bytes of stored batches the scrub after opening verified ([`Config::scrub_on_open`](crate::Config::scrub_on_open)).
+    pub scrubbed_bytes: u64,
+    /// Whether that scrub went through every segment (false while it runs, if it found damage,
+    /// or if it is off).
+    pub scrub_done: bool,
+    /// Damage the scrub found (it stops at the first; reads of the damaged batch fail with
+    /// `Corrupt`, and nothing else is affected).
+    pub scrub_errors: u64,
 }
 
 impl Stats {
@@ -127,6 +138,9 @@ impl Stats {
             opened_from_checkpoint: opened.from_checkpoint,
             opened_replayed: opened.replayed,
             opened_torn_bytes: opened.torn_bytes,
+            scrubbed_bytes: counters.scrubbed_bytes.get(),
+            scrub_done: counters.scrub_done.get() > 0,
+            scrub_errors: counters.scrub_errors.get(),
         }
     }
 }

@@ -6,22 +6,27 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `MSVINDEX` |
-//! | 8 | 2 | checkpoint version (1) |
+//! | 8 | 2 | checkpoint version ([`CHECKPOINT_VERSION`]) |
 //! | 10 | 2 | reserved (0) |
 //! | 12 | 4 | CRC-32 of the body |
 //! | 16 | 8 | body length |
 //! | 24 | n | body |
 //!
-//! Body: log id (8), shard count (4), per shard the next LSN to apply and the active segment (8
-//! each); chat count (8) and per chat: id (16), head (8), TTL (8), sealed-span count (4) and
-//! spans (segment, first seq, last seq, first timestamp: 8 each), active-run count (4) and runs
-//! (first seq, last seq, first timestamp, segment, offset, first LSN: 8 each; offset in the
-//! decoded body: 4), deleted
-//! count (4) and seqs (8 each), a member flag (1) and, for a group, member count (4) and
-//! members (user 8, role 1); then memberships: count (8) and (user 8, chat 16) pairs; read
-//! watermarks: count (8) and (user 8, chat 16, seq 8); delivered watermarks: count (8) and
-//! (user 8, chat 16, device 4, seq 8). Maps are written in key order, so equal indexes give
-//! equal files.
+//! Body: log id (8), shard count (4), then per shard: the next LSN to apply (8), the active
+//! segment (8), and its chats with runs in it: count (8) and per chat its id (16), run count (4)
+//! and runs (first seq, last seq, first timestamp, segment, offset, first LSN: 8 each; offset in
+//! the decoded body and end of the run's bytes: 4 each). Then the chats: count (8) and per chat
+//! its id (16), head (8), the two 1:1 read watermarks (8 each), TTL (8), sealed-span count (4)
+//! and spans (segment, first seq, last seq, first timestamp: 8 each), deleted count (4) and seqs
+//! (8 each), a member flag (1) and, for a group, member count (4) and members (user 8, role 1,
+//! join seq 8). Then group memberships: count (8) and (user 8, chat 16); group read watermarks:
+//! count (8) and (user 8, chat 16, seq 8); per shard the dedup memory: newest timestamp (8),
+//! count (8) and, oldest first, (timestamp 8, key hash 8, seq 8); delivered watermarks: count
+//! (8) and (user 8, chat 16, device 4, seq 8). Maps are written in key order, so equal indexes
+//! give equal files.
+//!
+//! Version 6 stores the dedup memory as key hashes (version 5 stored whole keys); any other
+//! version is rejected and the index rebuilt from the log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -29,14 +34,15 @@ use std::path::Path;
 use missive_log::{ChatId, DeviceId, Log, Lsn, ShardId, UserId};
 
 use crate::chat::{ActiveRuns, Chat, Extra, Role, Run, SealedSpan, Spans};
-use crate::dedup::{Dedup, Sent};
+use crate::chunked::ChunkedMap;
+use crate::dedup::Dedup;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::receipts::{Receipts, delivered_chat, delivered_key};
 use crate::wire::{Framed, RUN_BYTES, Reader, Writer, read_framed, write_framed};
 
 /// The checkpoint format version this build writes and reads.
-pub const CHECKPOINT_VERSION: u16 = 5;
+pub const CHECKPOINT_VERSION: u16 = 6;
 
 const MAGIC: [u8; 8] = *b"MSVINDEX";
 const FILE: &str = "INDEX";
@@ -185,13 +191,10 @@ impl Index {
         for dedup in &self.dedup {
             w.u64(dedup.newest);
             w.u64(dedup.order.len() as u64);
-            for (_, key) in &dedup.order {
-                let sent = dedup.sent[key];
-                w.u128(key.0.to_u128());
-                w.u64(key.1.0);
-                w.u128(u128::from_le_bytes(key.2));
-                w.u64(sent.seq);
-                w.u64(sent.timestamp);
+            for &(timestamp, hash, seq) in &dedup.order {
+                w.u64(timestamp);
+                w.u64(hash);
+                w.u64(seq);
             }
         }
         w.u64(receipts.delivered.len() as u64);
@@ -283,6 +286,8 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
     *receipts = Receipts::default();
     let chats = r.count64(16)?;
     index.chats.reserve(chats);
+    // Both sides of every 1:1 chat with messages, sorted at the end and loaded at once.
+    let mut direct = Vec::with_capacity(2 * chats);
     for _ in 0..chats {
         let id = ChatId::from_u128(r.u128()?);
         let head = r.u64()?;
@@ -334,7 +339,7 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
         if head > 0
             && let Some((a, b)) = id.direct_users()
         {
-            receipts.join_direct(a, b);
+            direct.extend([(a, b), (b, a)]);
         }
         let extra = (ttl_ms != 0 || !deleted.is_empty() || members.is_some()).then(|| {
             Box::new(Extra {
@@ -354,6 +359,10 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
             return None;
         }
     }
+    direct.sort_unstable();
+    // A chat of a user with themselves lists them once.
+    direct.dedup();
+    receipts.direct = ChunkedMap::from_sorted(direct.into_iter().map(|pair| (pair, ())))?;
     for _ in 0..r.count64(24)? {
         let (user, chat) = (UserId(r.u64()?), ChatId::from_u128(r.u128()?));
         if chat.is_direct() {
@@ -370,29 +379,30 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
             newest: r.u64()?,
             ..Dedup::default()
         };
-        for _ in 0..r.count64(56)? {
-            let key = (
-                ChatId::from_u128(r.u128()?),
-                UserId(r.u64()?),
-                r.u128()?.to_le_bytes(),
-            );
-            let sent = Sent {
-                seq: r.u64()?,
-                timestamp: r.u64()?,
-            };
-            if dedup.sent.insert(key, sent).is_some() {
+        let count = r.count64(24)?;
+        dedup.sent.reserve(count);
+        dedup.order.reserve_exact(count);
+        for _ in 0..count {
+            let (timestamp, hash, seq) = (r.u64()?, r.u64()?, r.u64()?);
+            if timestamp > dedup.newest {
                 return None;
             }
-            dedup.order.push_back((sent.timestamp, key));
+            // In arrival order, so a later entry with the same hash wins, as when applied.
+            dedup.sent.insert(hash, seq);
+            dedup.order.push_back((timestamp, hash, seq));
         }
     }
-    for _ in 0..r.count64(36)? {
-        let key = delivered_key(
-            UserId(r.u64()?),
-            ChatId::from_u128(r.u128()?),
-            DeviceId(r.u32()?),
-        );
-        receipts.delivered.insert(key, r.u64()?);
-    }
+    // Written in key order: loaded at once (`None` if not sorted: a damaged file).
+    let delivered = (0..r.count64(36)?)
+        .map(|_| {
+            let key = delivered_key(
+                UserId(r.u64()?),
+                ChatId::from_u128(r.u128()?),
+                DeviceId(r.u32()?),
+            );
+            Some((key, r.u64()?))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    receipts.delivered = ChunkedMap::from_sorted(delivered)?;
     r.0.is_empty().then_some(())
 }

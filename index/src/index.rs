@@ -14,7 +14,7 @@ use crate::chat::{ActiveRuns, Chat, Chats, Role, Run, SealedSpan, direct_side};
 use crate::codec::{
     ChatState, GroupChange, GroupOp, Message, Payload, ReceiptKind, SnapshotMember,
 };
-use crate::dedup::{DEDUP_WINDOW_MS, Dedup, Sent};
+use crate::dedup::{DEDUP_WINDOW_MS, Dedup, Sent, key_hash};
 use crate::error::{Error, Result};
 use crate::receipts::Receipts;
 use crate::segment_index::{self, RunTable, SegmentCache};
@@ -300,12 +300,16 @@ impl Index {
                     entry.lsn.0,
                     body,
                 );
+                let hash = key_hash(
+                    self.dedup_secret(),
+                    chat_id,
+                    message.sender,
+                    message.client_msg_id,
+                );
                 self.dedup[pos.shard.0 as usize].remember(
-                    (chat_id, message.sender, message.client_msg_id),
-                    Sent {
-                        seq,
-                        timestamp: record.timestamp.0,
-                    },
+                    hash,
+                    seq,
+                    record.timestamp.0,
                     self.dedup_window_ms,
                     self.dedup_capacity,
                 );
@@ -696,16 +700,45 @@ impl Index {
     // ---- queries -------------------------------------------------------------------------
 
     /// What `sender` stored in `chat` under `client_msg_id`, if it is still remembered (see
-    /// [`DEDUP_WINDOW_MS`]).
+    /// [`DEDUP_WINDOW_MS`]). The memory holds a hash of the key; the stored message at the seq
+    /// it names is read and must carry the same sender and client id (a message deleted for
+    /// everyone or past its TTL still counts: the retry is answered, nothing is stored again).
     pub fn find_sent(
         &self,
         log: &Log,
         chat: ChatId,
         sender: UserId,
         client_msg_id: [u8; 16],
-    ) -> Option<Sent> {
+    ) -> Result<Option<Sent>> {
         let shard = log.shard_of(chat).0 as usize;
-        self.dedup.get(shard)?.get(&(chat, sender, client_msg_id))
+        let hash = key_hash(self.dedup_secret(), chat, sender, client_msg_id);
+        let Some(seq) = self.dedup.get(shard).and_then(|dedup| dedup.get(hash)) else {
+            return Ok(None);
+        };
+        // `now` 0: nothing has expired yet, so a message past its TTL is still found.
+        let stored = self.scan(log, chat, seq, seq, 1, Direction::Forward, Timestamp(0))?;
+        Ok(stored
+            .into_iter()
+            .find(|view| {
+                view.message.seq.0 == seq
+                    && view.message.sender == sender
+                    && view.message.client_msg_id == client_msg_id
+            })
+            .map(|view| Sent {
+                seq,
+                timestamp: view.timestamp.0,
+            }))
+    }
+
+    /// The secret key of the dedup memory's hash: derived from the log's random id, which
+    /// never leaves the server.
+    fn dedup_secret(&self) -> u64 {
+        key_hash(
+            self.log_id,
+            ChatId::from_u128(0),
+            UserId(0),
+            *b"missive-dedup-v1",
+        )
     }
 
     /// The newest timestamp of a message applied in `shard` (0: none): where the engine's

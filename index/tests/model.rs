@@ -539,9 +539,10 @@ impl Harness {
                     .flat_map(|(_, ms)| ms.iter().map(|m| m.ts))
                     .max()
                     .unwrap_or(0);
-                let found =
-                    self.index
-                        .find_sent(log, chat, UserId(last.sender), [last.seq as u8; 16]);
+                let found = self
+                    .index
+                    .find_sent(log, chat, UserId(last.sender), [last.seq as u8; 16])
+                    .unwrap();
                 let retained = last.lsn >= self.model.live_from[shard.0 as usize];
                 if last.ts + DEDUP_WINDOW_MS >= newest && retained {
                     assert_eq!(

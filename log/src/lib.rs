@@ -63,7 +63,10 @@ pub use batch::{DecodedBatch, Entries, FORMAT_VERSION};
 pub use error::{CorruptKind, Error, Result};
 pub use ids::{ChatId, DeviceId, Lsn, Seq, ShardId, Timestamp, UserId};
 pub use limits::*;
-pub use log::{BatchReader, Durability, Log, LogConfig, RecoveryReport, RetainReport, ShardReader};
+pub use log::{
+    BatchReader, Durability, Log, LogConfig, RecoveryReport, RetainReport, Scrub, ShardReader,
+    VerifyReport,
+};
 pub use record::{Entry, RECORD_HEADER_LEN, Record, RecordKind};
 pub use segment::SegmentInfo;
 pub use storage::{FsStorage, SimStorage, Storage, StorageFile};

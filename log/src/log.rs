@@ -657,30 +657,103 @@ impl Log {
     /// remembered, so later random reads of them ([`Log::read_entries`]) skip their checksum: an
     /// embedder runs it in the background after opening (a scrub that also warms the reads).
     pub fn verify(&self) -> Result<()> {
-        for shard in &self.shards {
-            for segment in shard.segment_snapshot() {
-                let place = segment.place(shard.log_id, shard.id);
-                let mut offset = 0;
-                let mut next_lsn = Lsn(segment.first_lsn);
-                while let Some(bytes) = segment.batch_bytes(&*self.storage, offset)? {
-                    let corrupt = |kind| Error::Corrupt {
-                        file: segment.path.clone(),
-                        offset,
-                        kind,
-                    };
-                    let batch = decode_batch(&bytes, place).map_err(corrupt)?;
-                    if batch.header.first_lsn != next_lsn {
-                        return Err(corrupt(CorruptKind::Misplaced));
-                    }
-                    next_lsn = batch.header.end_lsn();
-                    // Random reads of it skip the checksum from now on.
-                    segment.mark_verified(offset);
-                    offset += batch.header.total_len();
-                }
-            }
-        }
-        Ok(())
+        self.verify_until(&|| false).map(drop)
     }
+
+    /// [`verify`](Log::verify), asking `stop` before each segment and giving up (with what it
+    /// did so far) when it says so.
+    pub fn verify_until(&self, stop: &dyn Fn() -> bool) -> Result<VerifyReport> {
+        let mut scrub = self.scrub();
+        while !stop() && scrub.step()? {}
+        Ok(scrub.report)
+    }
+
+    /// A verification of the segments stored now that runs a segment per
+    /// [`step`](Scrub::step) and does not borrow the log: a background thread can hold it
+    /// without keeping the log (and its folder lock) alive. Segments retention removes
+    /// meanwhile are still readable (their map outlives the file).
+    pub fn scrub(&self) -> Scrub {
+        let segments = self
+            .shards
+            .iter()
+            .flat_map(|shard| {
+                let place = (shard.log_id, shard.id);
+                shard
+                    .segment_snapshot()
+                    .into_iter()
+                    .map(move |s| (place, s))
+            })
+            .collect::<Vec<_>>();
+        Scrub {
+            storage: Arc::clone(&self.storage),
+            segments: segments.into_iter(),
+            report: VerifyReport::default(),
+        }
+    }
+}
+
+/// A verification in steps; see [`Log::scrub`].
+pub struct Scrub {
+    storage: Arc<dyn Storage>,
+    segments: std::vec::IntoIter<((u64, u32), Arc<Segment>)>,
+    report: VerifyReport,
+}
+
+impl std::fmt::Debug for Scrub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrub")
+            .field("segments_left", &self.segments.len())
+            .field("report", &self.report)
+            .finish()
+    }
+}
+
+impl Scrub {
+    /// Verifies the next segment: `Ok(false)` when none is left, [`Error::Corrupt`] for the
+    /// first damage found in it.
+    pub fn step(&mut self) -> Result<bool> {
+        let Some(((log_id, shard), segment)) = self.segments.next() else {
+            return Ok(false);
+        };
+        let place = segment.place(log_id, shard);
+        let mut offset = 0;
+        let mut next_lsn = Lsn(segment.first_lsn);
+        while let Some(bytes) = segment.batch_bytes(&*self.storage, offset)? {
+            let corrupt = |kind| Error::Corrupt {
+                file: segment.path.clone(),
+                offset,
+                kind,
+            };
+            let batch = decode_batch(&bytes, place).map_err(corrupt)?;
+            if batch.header.first_lsn != next_lsn {
+                return Err(corrupt(CorruptKind::Misplaced));
+            }
+            next_lsn = batch.header.end_lsn();
+            // Random reads of it skip the checksum from now on.
+            segment.mark_verified(offset);
+            self.report.batches += 1;
+            self.report.bytes += batch.header.total_len();
+            offset += batch.header.total_len();
+        }
+        self.report.segments += 1;
+        Ok(true)
+    }
+
+    /// What it verified so far.
+    pub fn report(&self) -> VerifyReport {
+        self.report
+    }
+}
+
+/// What a [`Scrub`] (or [`Log::verify_until`]) checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Segments verified to their end.
+    pub segments: u64,
+    /// Batches verified.
+    pub batches: u64,
+    /// Bytes of those batches (headers included).
+    pub bytes: u64,
 }
 
 /// The error for a position that names no batch or record.

@@ -14,8 +14,8 @@ pub const T0: Timestamp = Timestamp(1_700_000_000_000);
 /// The engine's folder on the simulated disk.
 pub const DIR: &str = "/missive";
 
-/// A small engine: one shard, tiny segments, no background thread (tests drive time and
-/// checkpoints by hand).
+/// A small engine: one shard, tiny segments, no background threads (tests drive time and
+/// checkpoints by hand; the scrub has a test of its own).
 pub fn small_config(clock: &ManualClock) -> Config {
     Config {
         shards: Some(1),
@@ -23,6 +23,7 @@ pub fn small_config(clock: &ManualClock) -> Config {
         segment_bytes_max: 4 << 10,
         checkpoint_interval: None,
         retention_interval: None,
+        scrub_on_open: false,
         clock: Arc::new(clock.clone()),
         ..Config::default()
     }
