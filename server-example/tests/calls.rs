@@ -268,6 +268,32 @@ async fn an_unanswered_call_times_out_for_both_sides() {
         assert_eq!(server.state.messenger.calls_in_progress(), 0);
         assert_eq!(metric(&server, "missive_calls_missed_total").await, 1.0);
 
+        // The missed call is a `system` message in their chat: delivered live to every
+        // device of both, and in the history of both.
+        let chat = common::direct_chat(&alice_id, &bob_id);
+        for client in [&mut alice, &mut bob_phone, &mut bob_laptop] {
+            let message = client.next_of("message").await;
+            assert_eq!(message["message_type"], "system", "{message}");
+            assert_eq!(message["chat_id"], chat.as_str());
+        }
+        for token in [alice.token().to_owned(), bob_phone.token().to_owned()] {
+            let page = server
+                .get(&format!("/api/v1/messages/{chat}"), &token)
+                .await
+                .json();
+            let messages = page["messages"].as_array().unwrap();
+            assert_eq!(messages.len(), 1, "{page}");
+            assert_eq!(messages[0]["message_type"], "system");
+            assert_eq!(messages[0]["sender_id"], alice_id.as_str());
+            let body: Value =
+                serde_json::from_str(messages[0]["content"].as_str().unwrap()).unwrap();
+            assert_eq!(body["op"], "missed_call");
+            assert_eq!(body["call_id"], "k1");
+            assert_eq!(body["callee"], bob_id.as_str());
+            assert_eq!(body["reason"], "timeout");
+            assert!(body["rang_ms"].as_u64().unwrap() >= 400);
+        }
+
         // An answer after the timeout finds no call.
         bob_phone.call("k1", &alice_id, "answer", sdp("a")).await;
         assert_eq!(next_error(&mut bob_phone).await["code"], "not_found");

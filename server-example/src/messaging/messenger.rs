@@ -1514,24 +1514,49 @@ impl Messenger {
         });
     }
 
-    /// Calls that ended unanswered.
-    ///
-    /// The protocol wants a "missed call" `system` message in the 1:1 chat here, but the
-    /// engine's public API cannot store one: `Engine::send` refuses `ContentKind::System` and
-    /// the system device, and only group changes write system messages. Until the engine
-    /// offers it, the parties learn of the missed call from the `hangup` frames (reason
-    /// `timeout` or `cancelled`/`disconnected`) and the metric.
+    /// Calls that ended unanswered: each leaves a `system` message in the 1:1 chat, from the
+    /// caller, with the body `{"op":"missed_call","call_id","by","callee","reason","rang_ms"}`
+    /// (ids as strings, like the engine's group-change messages), delivered to both users like
+    /// any message. Its `client_msg_id` derives from the call id, so it is stored once.
     fn missed_calls(&self, missed: Vec<MissedCall>) {
         for call in missed {
             self.metrics.calls_missed.inc();
+            let rang_ms = call.ended_at_ms.saturating_sub(call.started_at_ms);
             tracing::info!(
                 call_id = %call.call_id,
                 caller = call.caller,
                 callee = call.callee,
                 reason = ?call.reason,
-                rang_ms = call.ended_at_ms.saturating_sub(call.started_at_ms),
+                rang_ms,
                 "missed call"
             );
+            let body = serde_json::json!({
+                "op": "missed_call",
+                "call_id": call.call_id,
+                "by": call.caller.to_string(),
+                "callee": call.callee.to_string(),
+                "reason": call.reason,
+                "rang_ms": rang_ms,
+            });
+            let mut message = Outgoing::text(
+                To::User(UserId(call.callee)),
+                client_msg_key(u32::MAX, &format!("missed-call\0{}", call.call_id)),
+                Bytes::from(body.to_string()),
+            );
+            message.kind = ContentKind::System;
+            let engine = self.engine.clone();
+            let caller = UserId(call.caller);
+            let stored = tokio::task::spawn_blocking(move || engine.send_system(caller, message));
+            let call_id = call.call_id;
+            tokio::spawn(async move {
+                match stored.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(%call_id, %error, "storing the missed-call message failed")
+                    }
+                    Err(error) => tracing::warn!(%call_id, %error, "missed-call task failed"),
+                }
+            });
         }
     }
 
