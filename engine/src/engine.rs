@@ -522,7 +522,7 @@ impl Engine {
             body: out.body.clone(),
         };
         let payload = Payload::Message(message);
-        let ticket = match self.append(chat, timestamp, &payload) {
+        let ticket = match self.append_unwoken(chat, timestamp, &payload) {
             Ok(ticket) => ticket,
             Err(error) => {
                 sequencer.take_back(chat, seq, key);
@@ -530,6 +530,10 @@ impl Engine {
             }
         };
         sequencer.sent.insert(key, (seq, timestamp.0));
+        // The writer's wake-up (a system call when it sleeps) outside the sequencer lock: the
+        // next sender of the shard need not wait for it.
+        drop(sequencer);
+        self.inner.log.wake(shard);
         self.inner.counters.sends.add(1);
         Ok(Prepared::Queued {
             ticket,
@@ -570,6 +574,19 @@ impl Engine {
         timestamp: Timestamp,
         payload: &Payload,
     ) -> Result<AppendTicket> {
+        let ticket = self.append_unwoken(chat, timestamp, payload)?;
+        self.inner.log.wake(self.inner.log.shard_of(chat));
+        Ok(ticket)
+    }
+
+    /// [`append`](Engine::append) without waking the log's writer: the caller calls
+    /// `log.wake` (see [`Log::append_unwoken`](missive_log::Log::append_unwoken)).
+    fn append_unwoken(
+        &self,
+        chat: ChatId,
+        timestamp: Timestamp,
+        payload: &Payload,
+    ) -> Result<AppendTicket> {
         let record = Record {
             kind: payload.kind(),
             chat,
@@ -580,7 +597,7 @@ impl Engine {
             .counters
             .bytes_appended
             .add(record.payload.len() as u64);
-        Ok(self.inner.log.append(record)?)
+        Ok(self.inner.log.append_unwoken(record)?)
     }
 
     /// Appends and waits for a record that carries no seq (receipts, tombstones, settings),

@@ -413,6 +413,28 @@ impl Log {
         self.shards[self.shard_of(record.chat).0 as usize].append(record)
     }
 
+    /// [`Log::append`] without waking the shard's writer, which the caller must then do with
+    /// [`Log::wake`] (else the record waits for the next append or sync that wakes it). It lets
+    /// a caller that appends under a lock of its own (to keep its sequence numbers in log
+    /// order) make the wake-up system call after releasing that lock, not while others wait.
+    pub fn append_unwoken(&self, record: Record) -> Result<AppendTicket> {
+        if record.payload.len() > RECORD_PAYLOAD_BYTES_MAX {
+            return Err(Error::RecordTooLarge {
+                bytes: record.payload.len(),
+                bytes_max: RECORD_PAYLOAD_BYTES_MAX,
+            });
+        }
+        self.shards[self.shard_of(record.chat).0 as usize].append_unwoken(record)
+    }
+
+    /// Wakes `shard`'s writer for records appended with [`Log::append_unwoken`] (cheap when it
+    /// is already awake: no system call).
+    pub fn wake(&self, shard: ShardId) {
+        if let Some(shard) = self.shards.get(shard.0 as usize) {
+            shard.wake();
+        }
+    }
+
     /// Makes everything acknowledged so far durable, whatever the durability level.
     pub fn sync(&self) -> Result<()> {
         self.shards.iter().try_for_each(|shard| shard.sync())

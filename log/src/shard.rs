@@ -73,6 +73,18 @@ pub(crate) struct ShardShared {
 
 impl ShardShared {
     pub(crate) fn append(&self, record: Record) -> Result<AppendTicket> {
+        let ticket = self.append_unwoken(record)?;
+        self.wake();
+        Ok(ticket)
+    }
+
+    /// Wakes the writer if it waits for work.
+    pub(crate) fn wake(&self) {
+        self.work.notify_one();
+    }
+
+    /// Queues the record without waking the writer (see [`Log::append_unwoken`](crate::Log::append_unwoken)).
+    pub(crate) fn append_unwoken(&self, record: Record) -> Result<AppendTicket> {
         let bytes = record.encoded_len();
         let mut queue = self.queue.lock();
         loop {
@@ -94,7 +106,6 @@ impl ShardShared {
         queue.body_bytes += bytes;
         let ticket = AppendTicket::new(Arc::clone(&queue.completion), index);
         drop(queue);
-        self.work.notify_one();
         Ok(ticket)
     }
 

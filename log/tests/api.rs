@@ -382,3 +382,31 @@ fn batch_readers_report_the_positions_appends_were_acknowledged_with() {
         "the read crossed segments"
     );
 }
+
+#[test]
+fn unwoken_appends_are_written_once_woken_and_refused_alike() {
+    let disk = SimStorage::new();
+    let log = open_sim(&disk, &config()).unwrap();
+    let shard = log.shard_of(chat(1));
+    // Several records queued without waking the writer, then one wake: all are acknowledged,
+    // in order, with dense LSNs.
+    let tickets: Vec<_> = (0..5)
+        .map(|n| log.append_unwoken(message(chat(1), n, 1 + n, 16)).unwrap())
+        .collect();
+    log.wake(shard);
+    let lsns: Vec<u64> = tickets
+        .into_iter()
+        .map(|t| t.wait().unwrap().lsn.0)
+        .collect();
+    assert_eq!(lsns, vec![1, 2, 3, 4, 5]);
+    // The same checks as `append`.
+    let mut too_large = message(chat(1), 9, 9, 0);
+    too_large.payload = Bytes::from(vec![0u8; RECORD_PAYLOAD_BYTES_MAX + 1]);
+    assert!(matches!(
+        log.append_unwoken(too_large),
+        Err(Error::RecordTooLarge { .. })
+    ));
+    // Waking a shard that does not exist is harmless.
+    log.wake(ShardId(99));
+    assert_eq!(read_all(&log)[shard.0 as usize].len(), 5);
+}
