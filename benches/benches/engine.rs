@@ -1,6 +1,7 @@
 //! Criterion suites for the engine's hot paths that the log and index suites do not cover:
 //! batch encode and decode, a 1:1 and a group-of-256 send through the whole engine (sequencing,
-//! group commit under `Os`, applying, planning the recipients and publishing), a receipt, and
+//! group commit under `Os`, applying, planning the recipients and publishing), a receipt,
+//! fan-out planning alone (the 256 members of a group, as the engine reads them to publish), and
 //! the hub's publish to one device and to 256 users.
 //!
 //! `cargo bench -p missive-benches --bench engine`
@@ -118,6 +119,20 @@ fn engine(c: &mut Criterion) {
             },
             BatchSize::SmallInput,
         )
+    });
+    group.finish();
+
+    // Fan-out planning: who receives a group message, as the engine works it out when it
+    // publishes one (the members at the message's log position, from the index).
+    let mut group = c.benchmark_group("fanout_plan");
+    group.throughput(Throughput::Elements(256));
+    group.bench_function("members_256", |b| {
+        b.iter(|| {
+            engine
+                .members(members[1], group_chat)
+                .expect("a member reads the members")
+                .len()
+        })
     });
     group.finish();
     drop(phone);
