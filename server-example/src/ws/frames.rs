@@ -2,9 +2,10 @@
 //!
 //! [`ClientFrame::parse`] turns a text message into one of the five client frames or an
 //! `invalid_request` [`ApiError`] that names what was wrong (unknown type, missing field, wrong
-//! type). Unknown *fields* are ignored, so a client cannot change anything by adding, say, a
-//! `sender_id`: the sender always comes from the token. [`ServerFrame`] is everything the server
-//! sends; [`ServerFrame::to_text`] serializes one so it can be shared by many connections.
+//! type). Unknown *fields* are ignored, except `sender_id` and `sender_device_id` in a message,
+//! which are refused (`400`): the sender always comes from the token, and a client that sends
+//! them expects otherwise. [`ServerFrame`] is everything the server sends;
+//! [`ServerFrame::to_text`] serializes one so it can be shared by many connections.
 
 use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
