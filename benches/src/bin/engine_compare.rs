@@ -6,11 +6,11 @@
 //! ```
 //!
 //! 1. **1:1 send → subscriber.** On a tokio runtime with a worker per core: 64 recipients, each
-//!    with a subscribed device drained by its own task; 64 producer tasks send 256-byte messages
-//!    (`send_async`) to random recipients, paced to a total `--rate` (default 50,000/s), under
-//!    `Durability::Os` (buffered). Each body carries its send time; the receiving task records
-//!    the end-to-end latency (send call → event in hand). Then the same unpaced, for the most
-//!    the machine does.
+//!    with a subscribed device drained by its own task. Paced: a thread releases 256-byte
+//!    messages evenly at `--rate` (default 50,000/s), each sent (`send_async`) as a task from one
+//!    of 64 senders to a random recipient, under `Durability::Os` (buffered). Each body carries
+//!    its send time; the receiving task records the end-to-end latency (send call → event in
+//!    hand). Then unpaced: 64 producer tasks send back to back, for the most the machine does.
 //! 2. **Groups of 256.** 16 groups of 256 members each (no one subscribed: storage, sequencing
 //!    and fan-out planning); 64 producer threads send as random members to random groups, for
 //!    `--secs`, under `Durability::Os` and then `Always`. Bytes stored per message: the growth
@@ -107,8 +107,74 @@ struct LiveResult {
     p999_ns: u64,
 }
 
-/// Producer tasks of section 1.
+/// Producer tasks of section 1 (unpaced), and senders of its paced arrivals.
 const PRODUCER_TASKS: usize = 64;
+
+fn message_id(n: u64, producer: usize) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&n.to_le_bytes());
+    id[8..12].copy_from_slice(&(producer as u32).to_le_bytes());
+    id
+}
+
+/// Paced sends of section 1: a thread of its own releases message `n` at `started + n / rate`
+/// (as evenly as the OS's sleep allows, a few tens of µs: arrivals from many clients are not
+/// synchronised to tokio's 1 ms timer) as a task on the runtime, from one of
+/// [`PRODUCER_TASKS`] senders in turn to a random recipient. Returns once every send finished.
+async fn paced_arrivals(
+    engine: &Engine,
+    bodies: &Arc<[Bytes]>,
+    base: Instant,
+    started: Instant,
+    deadline: Instant,
+    rate: f64,
+) -> AnyResult<u64> {
+    let runtime = tokio::runtime::Handle::current();
+    let finished = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let arrivals = {
+        let (engine, bodies) = (engine.clone(), Arc::clone(bodies));
+        let (finished, failed) = (Arc::clone(&finished), Arc::clone(&failed));
+        std::thread::spawn(move || {
+            let mut state = 7u64;
+            let mut n = 0u64;
+            loop {
+                let due = started + Duration::from_secs_f64(n as f64 / rate);
+                if due >= deadline {
+                    break n;
+                }
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                let producer = (n % PRODUCER_TASKS as u64) as usize;
+                let sender = UserId(1 + producer as u64);
+                let to = UserId(1_000_000 + splitmix64(&mut state) % RECIPIENTS);
+                let body = stamped(&bodies[n as usize % bodies.len()], nanos(base.elapsed()));
+                let message = Outgoing::text(To::User(to), message_id(n, producer), body);
+                let (engine, finished, failed) =
+                    (engine.clone(), Arc::clone(&finished), Arc::clone(&failed));
+                runtime.spawn(async move {
+                    let counter = match engine.send_async(sender, DeviceId(0), message).await {
+                        Ok(_) => finished,
+                        Err(_) => failed,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                });
+                n += 1;
+            }
+        })
+    };
+    let total = tokio::task::spawn_blocking(move || arrivals.join())
+        .await?
+        .map_err(|_| "the arrivals thread panicked")?;
+    while finished.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < total {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    match failed.load(Ordering::Relaxed) {
+        0 => Ok(total),
+        n => Err(format!("{n} of {total} paced sends failed").into()),
+    }
+}
 
 /// Section 1: 1:1 sends to subscribed recipients, paced at `rate` (or unpaced if `None`), as a
 /// server runs them: tasks on a tokio runtime with one worker per core (two here), not a thread
@@ -153,40 +219,38 @@ fn one_to_one(secs: f64, rate: Option<f64>) -> AnyResult<LiveResult> {
         let bodies = payloads(256, 11);
         let started = Instant::now();
         let deadline = started + Duration::from_secs_f64(secs);
-        let mut producers = Vec::new();
-        for p in 0..PRODUCER_TASKS {
-            let (engine, bodies) = (engine.clone(), Arc::clone(&bodies));
-            let per_producer = rate.map(|rate| rate / PRODUCER_TASKS as f64);
-            producers.push(tokio::spawn(async move {
-                let mut state = p as u64 + 1;
-                let sender = UserId(1 + p as u64);
-                let mut n = 0u64;
-                while Instant::now() < deadline {
-                    if let Some(per_second) = per_producer {
-                        let due = started + Duration::from_secs_f64(n as f64 / per_second);
-                        if due > Instant::now() {
-                            tokio::time::sleep_until(due.into()).await;
+        let total = match rate {
+            Some(rate) => paced_arrivals(&engine, &bodies, base, started, deadline, rate).await?,
+            None => {
+                let mut producers = Vec::new();
+                for p in 0..PRODUCER_TASKS {
+                    let (engine, bodies) = (engine.clone(), Arc::clone(&bodies));
+                    producers.push(tokio::spawn(async move {
+                        let mut state = p as u64 + 1;
+                        let sender = UserId(1 + p as u64);
+                        let mut n = 0u64;
+                        while Instant::now() < deadline {
+                            if n % 64 == 0 {
+                                // Let the readers run now and then.
+                                tokio::task::yield_now().await;
+                            }
+                            let to = UserId(1_000_000 + splitmix64(&mut state) % RECIPIENTS);
+                            let body =
+                                stamped(&bodies[n as usize % bodies.len()], nanos(base.elapsed()));
+                            let message = Outgoing::text(To::User(to), message_id(n, p), body);
+                            engine.send_async(sender, DeviceId(0), message).await?;
+                            n += 1;
                         }
-                    } else if n % 64 == 0 {
-                        // Unpaced: let the readers run now and then.
-                        tokio::task::yield_now().await;
-                    }
-                    let to = UserId(1_000_000 + splitmix64(&mut state) % RECIPIENTS);
-                    let mut id = [0u8; 16];
-                    id[..8].copy_from_slice(&n.to_le_bytes());
-                    id[8] = p as u8;
-                    let body = stamped(&bodies[n as usize % bodies.len()], nanos(base.elapsed()));
-                    let message = Outgoing::text(To::User(to), id, body);
-                    engine.send_async(sender, DeviceId(0), message).await?;
-                    n += 1;
+                        Ok::<u64, missive::Error>(n)
+                    }));
                 }
-                Ok::<u64, missive::Error>(n)
-            }));
-        }
-        let mut total = 0;
-        for producer in producers {
-            total += producer.await??;
-        }
+                let mut total = 0;
+                for producer in producers {
+                    total += producer.await??;
+                }
+                total
+            }
+        };
         let elapsed = started.elapsed();
         // Let the readers drain, then stop them.
         let drain_until = Instant::now() + Duration::from_secs(10);
