@@ -230,7 +230,7 @@ fn one_to_one(secs: f64, rate: Option<f64>) -> AnyResult<LiveResult> {
                         let sender = UserId(1 + p as u64);
                         let mut n = 0u64;
                         while Instant::now() < deadline {
-                            if n % 64 == 0 {
+                            if n.is_multiple_of(64) {
                                 // Let the readers run now and then.
                                 tokio::task::yield_now().await;
                             }
