@@ -1131,7 +1131,8 @@ impl Engine {
     /// Counters for metrics.
     pub fn stats(&self) -> Stats {
         let hub = self.inner.hub.stats();
-        Stats::collect(&self.inner.counters, &hub, &self.inner.opened)
+        let log = self.inner.log.stats();
+        Stats::collect(&self.inner.counters, &hub, &self.inner.opened, &log)
     }
 }
 

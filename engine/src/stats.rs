@@ -101,6 +101,14 @@ pub struct Stats {
     pub opened_replayed: u64,
     /// Opening: bytes of torn tails cut from the log.
     pub opened_torn_bytes: u64,
+    /// Log batches written (group commits), over all shards.
+    pub log_batches: u64,
+    /// Records in them: `log_records / log_batches` is the mean group-commit batch.
+    pub log_records: u64,
+    /// Bytes written to log segments (headers included, after compression).
+    pub log_bytes_written: u64,
+    /// Data fsyncs of log segments.
+    pub fsyncs: u64,
     /// Bytes of stored batches the scrub after opening verified ([`Config::scrub_on_open`](crate::Config::scrub_on_open)).
     pub scrubbed_bytes: u64,
     /// Whether that scrub went through every segment (false while it runs, if it found damage,
@@ -112,7 +120,12 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub(crate) fn collect(counters: &Counters, hub: &HubStats, opened: &OpenStats) -> Stats {
+    pub(crate) fn collect(
+        counters: &Counters,
+        hub: &HubStats,
+        opened: &OpenStats,
+        log: &missive_log::LogStats,
+    ) -> Stats {
         Stats {
             sends: counters.sends.get(),
             duplicate_sends: counters.duplicates.get(),
@@ -138,6 +151,10 @@ impl Stats {
             opened_from_checkpoint: opened.from_checkpoint,
             opened_replayed: opened.replayed,
             opened_torn_bytes: opened.torn_bytes,
+            log_batches: log.batches_written,
+            log_records: log.records_written,
+            log_bytes_written: log.bytes_written,
+            fsyncs: log.fsyncs,
             scrubbed_bytes: counters.scrubbed_bytes.get(),
             scrub_done: counters.scrub_done.get() > 0,
             scrub_errors: counters.scrub_errors.get(),

@@ -148,9 +148,10 @@ class Stats(Structure):
             "records_applied batches_applied checkpoints segments_expired background_errors "
             "catch_ups subscriptions users_online events_published events_missed "
             "subscriptions_lagging lags queue_depth_max open_log_ms open_index_ms "
-            "opened_replayed opened_torn_bytes"
+            "opened_replayed opened_torn_bytes log_batches log_records log_bytes_written "
+            "fsyncs scrubbed_bytes scrub_errors"
         ).split()
-    ] + [("opened_from_checkpoint", c_bool)]
+    ] + [("opened_from_checkpoint", c_bool), ("scrub_done", c_bool)]
 
 
 EventCallback = CFUNCTYPE(None, c_void_p, POINTER(Event))

@@ -588,9 +588,37 @@ typedef struct missive_stats {
      */
     uint64_t opened_torn_bytes;
     /**
+     * Log batches written (group commits).
+     */
+    uint64_t log_batches;
+    /**
+     * Records in them (`log_records / log_batches`: the mean group-commit batch).
+     */
+    uint64_t log_records;
+    /**
+     * Bytes written to log segments (headers included, after compression).
+     */
+    uint64_t log_bytes_written;
+    /**
+     * Data fsyncs of log segments.
+     */
+    uint64_t fsyncs;
+    /**
+     * Bytes the scrub after opening verified.
+     */
+    uint64_t scrubbed_bytes;
+    /**
+     * Damage the scrub after opening found.
+     */
+    uint64_t scrub_errors;
+    /**
      * Opening: whether the index came from a checkpoint (else a full rebuild).
      */
     bool opened_from_checkpoint;
+    /**
+     * Whether the scrub after opening went through every segment.
+     */
+    bool scrub_done;
 } missive_stats;
 
 /**

@@ -292,8 +292,22 @@ pub struct missive_stats {
     pub opened_replayed: u64,
     /// Opening: bytes of torn tails cut from the log.
     pub opened_torn_bytes: u64,
+    /// Log batches written (group commits).
+    pub log_batches: u64,
+    /// Records in them (`log_records / log_batches`: the mean group-commit batch).
+    pub log_records: u64,
+    /// Bytes written to log segments (headers included, after compression).
+    pub log_bytes_written: u64,
+    /// Data fsyncs of log segments.
+    pub fsyncs: u64,
+    /// Bytes the scrub after opening verified.
+    pub scrubbed_bytes: u64,
+    /// Damage the scrub after opening found.
+    pub scrub_errors: u64,
     /// Opening: whether the index came from a checkpoint (else a full rebuild).
     pub opened_from_checkpoint: bool,
+    /// Whether the scrub after opening went through every segment.
+    pub scrub_done: bool,
 }
 
 impl From<missive::Stats> for missive_stats {
@@ -322,7 +336,14 @@ impl From<missive::Stats> for missive_stats {
             open_index_ms: s.open_index_ms,
             opened_replayed: s.opened_replayed,
             opened_torn_bytes: s.opened_torn_bytes,
+            log_batches: s.log_batches,
+            log_records: s.log_records,
+            log_bytes_written: s.log_bytes_written,
+            fsyncs: s.fsyncs,
+            scrubbed_bytes: s.scrubbed_bytes,
+            scrub_errors: s.scrub_errors,
             opened_from_checkpoint: s.opened_from_checkpoint,
+            scrub_done: s.scrub_done,
         }
     }
 }

@@ -64,8 +64,8 @@ pub use error::{CorruptKind, Error, Result};
 pub use ids::{ChatId, DeviceId, Lsn, Seq, ShardId, Timestamp, UserId};
 pub use limits::*;
 pub use log::{
-    BatchReader, Durability, Log, LogConfig, RecoveryReport, RetainReport, Scrub, ShardReader,
-    VerifyReport,
+    BatchReader, Durability, Log, LogConfig, LogStats, RecoveryReport, RetainReport, Scrub,
+    ShardReader, VerifyReport,
 };
 pub use record::{Entry, RECORD_HEADER_LEN, Record, RecordKind};
 pub use segment::SegmentInfo;

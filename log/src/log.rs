@@ -435,6 +435,19 @@ impl Log {
         }
     }
 
+    /// What the writers did since the log opened, over all shards.
+    pub fn stats(&self) -> LogStats {
+        let mut stats = LogStats::default();
+        for shard in &self.shards {
+            let w = &shard.written;
+            stats.batches_written += w.batches.load(Ordering::Relaxed);
+            stats.records_written += w.records.load(Ordering::Relaxed);
+            stats.bytes_written += w.bytes.load(Ordering::Relaxed);
+            stats.fsyncs += w.fsyncs.load(Ordering::Relaxed);
+        }
+        stats
+    }
+
     /// Makes everything acknowledged so far durable, whatever the durability level.
     pub fn sync(&self) -> Result<()> {
         self.shards.iter().try_for_each(|shard| shard.sync())
@@ -765,6 +778,20 @@ impl Scrub {
     pub fn report(&self) -> VerifyReport {
         self.report
     }
+}
+
+/// Counters of the log's writers since it opened ([`Log::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogStats {
+    /// Batches written (one group commit each).
+    pub batches_written: u64,
+    /// Records in them: `records_written / batches_written` is the mean group-commit batch.
+    pub records_written: u64,
+    /// Bytes written to segments (batch headers included, after compression).
+    pub bytes_written: u64,
+    /// Data fsyncs of segments (each covers every batch written before it).
+    pub fsyncs: u64,
 }
 
 /// What a [`Scrub`] (or [`Log::verify_until`]) checked.

@@ -69,6 +69,17 @@ pub(crate) struct ShardShared {
     /// The LSN after the last acknowledged record.
     pub(crate) head: AtomicU64,
     poisoned: AtomicBool,
+    /// What the writer did since opening (relaxed counters, for [`Log::stats`](crate::Log::stats)).
+    pub(crate) written: WriterCounters,
+}
+
+/// The writer's counters.
+#[derive(Debug, Default)]
+pub(crate) struct WriterCounters {
+    pub(crate) batches: AtomicU64,
+    pub(crate) records: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) fsyncs: AtomicU64,
 }
 
 impl ShardShared {
@@ -230,6 +241,7 @@ pub(crate) fn recover(
         segments: RwLock::new(segments),
         head: AtomicU64::new(next_lsn),
         poisoned: AtomicBool::new(false),
+        written: WriterCounters::default(),
     });
     let writer = Writer {
         shared: Arc::clone(&shared),
@@ -433,6 +445,7 @@ impl Writer {
                     source: Arc::new(error),
                 });
             }
+            self.shared.written.fsyncs.fetch_add(1, Ordering::Relaxed);
             active.segment.publish(active.len);
         }
         self.dirty = false;
@@ -473,6 +486,14 @@ impl Writer {
         }
         active.len += bytes.len() as u64;
         active.batches += 1;
+        let written = &self.shared.written;
+        written.batches.fetch_add(1, Ordering::Relaxed);
+        written
+            .records
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        written
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.next_lsn += records.len() as u64;
         self.dirty = true;
         let done = BatchDone {

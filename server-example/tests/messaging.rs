@@ -699,6 +699,21 @@ async fn group_management_with_system_messages() {
             metrics.contains("missive_engine_subscriptions 2"),
             "{metrics}"
         );
+        // The scrub after opening is exported (an empty log at start: done, nothing damaged).
+        for line in [
+            "missive_engine_scrub_errors_total 0",
+            "missive_engine_scrub_done 1",
+        ] {
+            assert!(metrics.contains(line), "{line} in {metrics}");
+        }
+        for name in [
+            "missive_engine_scrubbed_bytes_total ",
+            "missive_engine_log_batches_total ",
+            "missive_engine_log_records_total ",
+            "missive_engine_fsyncs_total ",
+        ] {
+            assert!(metrics.contains(name), "{name} in {metrics}");
+        }
     })
     .await;
 }

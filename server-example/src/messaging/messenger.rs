@@ -162,7 +162,7 @@ fn export_engine_stats(metrics: &Metrics, engine: &Engine) {
     let engine = engine.clone();
     metrics.add_collector(move |out| {
         let s = engine.stats();
-        let counters: [(&str, &str, u64); 14] = [
+        let counters: [(&str, &str, u64); 20] = [
             ("sends", "Messages stored.", s.sends),
             (
                 "duplicate_sends",
@@ -197,6 +197,32 @@ fn export_engine_stats(metrics: &Metrics, engine: &Engine) {
                 "background_errors",
                 "Failed background checkpoints or retention runs.",
                 s.background_errors,
+            ),
+            (
+                "log_batches",
+                "Log batches written (group commits).",
+                s.log_batches,
+            ),
+            (
+                "log_records",
+                "Records in them (divide by log_batches for the mean batch).",
+                s.log_records,
+            ),
+            (
+                "log_bytes_written",
+                "Bytes written to log segments.",
+                s.log_bytes_written,
+            ),
+            ("fsyncs", "Data fsyncs of log segments.", s.fsyncs),
+            (
+                "scrubbed_bytes",
+                "Bytes of stored batches the scrub after opening verified.",
+                s.scrubbed_bytes,
+            ),
+            (
+                "scrub_errors",
+                "Damaged batches the scrub after opening found.",
+                s.scrub_errors,
             ),
             (
                 "catch_ups",
@@ -256,6 +282,14 @@ fn export_engine_stats(metrics: &Metrics, engine: &Engine) {
             let name = format!("missive_engine_{name}");
             write_metric(out, &name, help, "gauge", &[], value as f64);
         }
+        write_metric(
+            out,
+            "missive_engine_scrub_done",
+            "1 once the scrub after opening verified every segment.",
+            "gauge",
+            &[],
+            f64::from(u8::from(s.scrub_done)),
+        );
         write_metric(
             out,
             "missive_engine_opened_from_checkpoint",
