@@ -1,14 +1,15 @@
 //! Per-chat state, laid out for the common case: most chats are idle, their messages in sealed
 //! segments, with no deletions, no disappearing-messages setting and two users.
 //!
-//! A chat in memory is 72 bytes ([`Chat`]): its head, the two read watermarks of a 1:1 chat, its
-//! first sealed span inline, and one pointer to the rarely used rest ([`Extra`]). The runs of
+//! A chat in memory is 96 bytes ([`Chat`]): its head, the two read watermarks of a 1:1 chat and
+//! its users' (lowest devices') delivered watermarks, its first sealed span inline, and one
+//! pointer to the rarely used rest ([`Extra`]). The runs of
 //! its messages in the active segment live beside it, in the shard's [`ActiveRuns`], only while
 //! that segment is active; sealing moves them to the segment's index file.
 
 use std::collections::{BTreeMap, HashMap};
 
-use missive_log::{BatchPos, ChatId, Lsn, RecordPos, ShardId, UserId};
+use missive_log::{BatchPos, ChatId, DeviceId, Lsn, RecordPos, ShardId, UserId};
 
 /// A run's messages lie within this many bytes of each other in their batch: a chat's next
 /// message further away starts a new run. A read of a run then touches only its own few records,
@@ -155,6 +156,16 @@ pub(crate) struct Chat {
     /// For a 1:1 chat, the read watermarks of its lower and its higher user id. (A group's are
     /// in the receipts' map: a group has many members and there are few groups.)
     pub(crate) read: [u64; 2],
+    /// For a 1:1 chat, per side (as `read`): the delivered watermark of that user's
+    /// lowest-numbered device that has one (0: none yet); their other devices' are in the
+    /// receipts' map. Kept inline because nearly every 1:1 chat has one per side (sending raises
+    /// the sender's device's; a receipt, the recipient's): as a map entry each cost ~45 bytes
+    /// of heap and a B-tree descent plus a binary search on every receipt, inline 12 bytes and
+    /// nothing to search. The lowest device, not the first seen, so that the layout does not
+    /// depend on the order the watermarks arrived in (a rebuild equals the live index).
+    pub(crate) delivered: [u64; 2],
+    /// The device whose watermark `delivered` holds, per side (0 while that is 0).
+    pub(crate) delivered_device: [u32; 2],
     /// Its messages in sealed segments, in seq order: one span per segment, the runs on disk.
     pub(crate) sealed: Spans,
     /// The rest, allocated by the first deletion, TTL setting or group change.
@@ -195,6 +206,55 @@ impl Chat {
 
     pub(crate) fn is_deleted(&self, seq: u64) -> bool {
         self.deleted().binary_search(&seq).is_ok()
+    }
+
+    /// `device`'s delivered watermark on `side` of a 1:1 chat, if the inline slot answers: the
+    /// slot's own device, or 0 for a device below it or when the slot is empty (the map holds
+    /// only devices above the slot's). `None`: look in the receipts' map.
+    pub(crate) fn inline_delivered(&self, side: usize, device: DeviceId) -> Option<u64> {
+        let (seq, owner) = (self.delivered[side], self.delivered_device[side]);
+        if seq == 0 || device.0 < owner {
+            Some(0)
+        } else if device.0 == owner {
+            Some(seq)
+        } else {
+            None
+        }
+    }
+
+    /// Raises `device`'s delivered watermark on `side` of a 1:1 chat to `to` (> 0) if it
+    /// belongs inline. Returns what must be raised in the receipts' map instead: nothing, the
+    /// device itself (above the slot's), or the slot's previous device, displaced by a lower
+    /// one (it has no map entry yet: the map holds only devices above the slot's).
+    pub(crate) fn raise_inline_delivered(
+        &mut self,
+        side: usize,
+        device: DeviceId,
+        to: u64,
+    ) -> Option<(DeviceId, u64)> {
+        let (seq, owner) = (&mut self.delivered[side], &mut self.delivered_device[side]);
+        if *seq == 0 || device.0 == *owner {
+            *owner = device.0;
+            *seq = (*seq).max(to);
+            None
+        } else if device.0 < *owner {
+            let displaced = (DeviceId(*owner), *seq);
+            (*owner, *seq) = (device.0, to);
+            Some(displaced)
+        } else {
+            Some((device, to))
+        }
+    }
+
+    /// The inline delivered watermark on `side`, with its device, if there is one.
+    pub(crate) fn inline_delivered_entry(&self, side: usize) -> Option<(DeviceId, u64)> {
+        (self.delivered[side] > 0)
+            .then(|| (DeviceId(self.delivered_device[side]), self.delivered[side]))
+    }
+
+    /// Forgets the inline delivered watermark on `side`.
+    pub(crate) fn clear_inline_delivered(&mut self, side: usize) {
+        (self.delivered[side], self.delivered_device[side]) = (0, 0);
     }
 }
 
@@ -262,7 +322,7 @@ mod tests {
 
     #[test]
     fn an_idle_chat_is_small() {
-        assert_eq!(std::mem::size_of::<Chat>(), 72);
+        assert_eq!(std::mem::size_of::<Chat>(), 96);
     }
 
     #[test]
@@ -286,7 +346,7 @@ mod tests {
 }
 
 /// A chat id as a map key: two `u64`s, aligned to 8 bytes. A `u128` key would align each
-/// `(key, Chat)` slot to 16 and pad it from 88 bytes to 96, on every chat.
+/// `(key, Chat)` slot to 16 and pad it from 112 bytes to 128, on every chat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct ChatKey(u64, u64);
 

@@ -16,24 +16,26 @@
 //! segment (8), and its chats with runs in it: count (8) and per chat its id (16), run count (4)
 //! and runs (first seq, last seq, first timestamp, segment, offset, first LSN: 8 each; offset in
 //! the decoded body and end of the run's bytes: 4 each). Then the chats: count (8) and per chat
-//! its id (16), head (8), the two 1:1 read watermarks (8 each), TTL (8), sealed-span count (4)
+//! its id (16), head (8), the two 1:1 read watermarks (8 each), the two 1:1 inline delivered
+//! watermarks (per side: device 4, seq 8; zeros when none), TTL (8), sealed-span count (4)
 //! and spans (segment, first seq, last seq, first timestamp: 8 each), deleted count (4) and seqs
 //! (8 each), a member flag (1) and, for a group, member count (4) and members (user 8, role 1,
 //! join seq 8). Then group memberships: count (8) and (user 8, chat 16); group read watermarks:
 //! count (8) and (user 8, chat 16, seq 8); per shard the dedup memory: newest timestamp (8),
-//! count (8) and, oldest first, (timestamp 8, key hash 8, seq 8); delivered watermarks: count
-//! (8) and (user 8, chat 16, device 4, seq 8). Maps are written in key order, so equal indexes
-//! give equal files.
+//! count (8) and, oldest first, (timestamp 8, key hash 8, seq 8); the delivered watermarks not
+//! kept inline (groups' and the other devices of a 1:1 chat's users): count (8) and (user 8,
+//! chat 16, device 4, seq 8). Maps are written in key order, so equal indexes give equal files.
 //!
-//! Version 6 stores the dedup memory as key hashes (version 5 stored whole keys); any other
-//! version is rejected and the index rebuilt from the log.
+//! Version 7 keeps each 1:1 chat's users' lowest devices' delivered watermarks with the chat
+//! (version 6 had them all in the delivered list; version 5 stored the dedup memory as whole
+//! keys rather than hashes); any other version is rejected and the index rebuilt from the log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use missive_log::{ChatId, DeviceId, Log, Lsn, ShardId, UserId};
 
-use crate::chat::{ActiveRuns, Chat, Extra, Role, Run, SealedSpan, Spans};
+use crate::chat::{ActiveRuns, Chat, Extra, Role, Run, SealedSpan, Spans, direct_side};
 use crate::chunked::ChunkedMap;
 use crate::dedup::Dedup;
 use crate::error::{Error, Result};
@@ -42,7 +44,7 @@ use crate::receipts::{Receipts, delivered_chat, delivered_key};
 use crate::wire::{Framed, RUN_BYTES, Reader, Writer, read_framed, write_framed};
 
 /// The checkpoint format version this build writes and reads.
-pub const CHECKPOINT_VERSION: u16 = 6;
+pub const CHECKPOINT_VERSION: u16 = 7;
 
 const MAGIC: [u8; 8] = *b"MSVINDEX";
 const FILE: &str = "INDEX";
@@ -148,6 +150,10 @@ impl Index {
             w.u64(chat.head);
             w.u64(chat.read[0]);
             w.u64(chat.read[1]);
+            for side in 0..2 {
+                w.u32(chat.delivered_device[side]);
+                w.u64(chat.delivered[side]);
+            }
             w.u64(chat.ttl_ms());
             let spans = chat.sealed.as_slice();
             w.u32(spans.len() as u32);
@@ -292,6 +298,24 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
         let id = ChatId::from_u128(r.u128()?);
         let head = r.u64()?;
         let read = [r.u64()?, r.u64()?];
+        let (mut delivered, mut delivered_device) = ([0; 2], [0; 2]);
+        for side in 0..2 {
+            delivered_device[side] = r.u32()?;
+            delivered[side] = r.u64()?;
+        }
+        // Inline delivered watermarks: only a 1:1 chat's users', a self-chat's on side 0, and an
+        // empty slot names no device.
+        let sides = match id.direct_users() {
+            Some((a, b)) if a == b => 1,
+            Some(_) => 2,
+            None => 0,
+        };
+        if (0..2).any(|side| {
+            (side >= sides && delivered[side] != 0)
+                || (delivered[side] == 0 && delivered_device[side] != 0)
+        }) {
+            return None;
+        }
         let ttl_ms = r.u64()?;
         let mut sealed = Vec::new();
         for _ in 0..r.count(32)? {
@@ -352,6 +376,8 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
         let chat = Chat {
             head,
             read,
+            delivered,
+            delivered_device,
             sealed: Spans::from(sealed),
             extra,
         };
@@ -392,17 +418,26 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
             dedup.order.push_back((timestamp, hash, seq));
         }
     }
-    // Written in key order: loaded at once (`None` if not sorted: a damaged file).
-    let delivered = (0..r.count64(36)?)
-        .map(|_| {
-            let key = delivered_key(
-                UserId(r.u64()?),
-                ChatId::from_u128(r.u128()?),
-                DeviceId(r.u32()?),
-            );
-            Some((key, r.u64()?))
-        })
-        .collect::<Option<Vec<_>>>()?;
+    // Written in key order: loaded at once (`None` if not sorted: a damaged file). Sized up
+    // front: grown step by step, the vector left freed blocks in the heap that stayed resident.
+    let count = r.count64(36)?;
+    let mut delivered = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (user, chat, device) = (
+            UserId(r.u64()?),
+            ChatId::from_u128(r.u128()?),
+            DeviceId(r.u32()?),
+        );
+        let seq = r.u64()?;
+        // A 1:1 chat's user has their lowest device inline, the others here.
+        if let Some(side) = direct_side(chat, user) {
+            let state = index.chats.get(chat)?;
+            if seq == 0 || state.inline_delivered(side, device).is_some() {
+                return None;
+            }
+        }
+        delivered.push((delivered_key(user, chat, device), seq));
+    }
     receipts.delivered = ChunkedMap::from_sorted(delivered)?;
     r.0.is_empty().then_some(())
 }

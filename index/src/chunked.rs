@@ -1,16 +1,26 @@
 //! A compact ordered map for the index's large, mostly idle tables (1:1 memberships, delivered
-//! watermarks): sorted chunks of at most [`CHUNK_MAX`] entries in exactly sized vectors, found
-//! through a B-tree of their first keys.
+//! watermarks): sorted chunks of at most [`CHUNK_MAX`] entries (fewer for large entries, see
+//! [`ChunkedMap::MAX`]) in exactly sized vectors, found through a B-tree of their first keys.
 //!
 //! `std`'s `BTreeMap` holds 11 entries per node and leaves nodes about half full when keys
 //! arrive in order (as they do here: new users, new chats), so a 40-byte entry cost ~80 bytes.
-//! Here an entry costs its own size plus ~1/8 spare room and ~1 byte of chunk overhead; an insert
-//! or update is a B-tree lookup and a binary search, plus a move of at most a chunk.
+//! Here an entry costs its own size plus ~1/8 spare room and a few bytes of chunk overhead; an
+//! insert or update is a B-tree lookup and a binary search, plus a move of at most a chunk.
+//!
+//! Lookups in a large map are cache misses, not instructions: the B-tree over the chunks is
+//! small enough to stay cached, the binary search in a chunk is not. So a chunk holds at most
+//! [`CHUNK_BYTES`] (~32 cache lines), and a lookup descends the B-tree once (an insert that
+//! keeps its chunk's first key, the common case, twice, the second time through cached nodes).
 
 use std::collections::BTreeMap;
 
-/// Entries per chunk before it splits in two.
+/// Entries per chunk before it splits in two, at most (small entries).
 pub(crate) const CHUNK_MAX: usize = 128;
+
+/// Bytes of entries per chunk before it splits in two: with 40-byte delivered watermarks, 128
+/// entries spread a chunk's binary search over 80 cache lines, most probes a miss; at 51 entries,
+/// 32 lines and a probe or two fewer, for ~2 bytes per entry of extra chunk overhead.
+pub(crate) const CHUNK_BYTES: usize = 2048;
 
 /// An ordered map of `Copy` keys and values. See the [module documentation](self).
 #[derive(Clone, Debug)]
@@ -30,6 +40,22 @@ impl<K, V> Default for ChunkedMap<K, V> {
 }
 
 impl<K: Ord + Copy, V: Copy> ChunkedMap<K, V> {
+    /// Entries per chunk before it splits: [`CHUNK_BYTES`] worth, between 16 and
+    /// [`CHUNK_MAX`].
+    pub(crate) const MAX: usize = {
+        let fit = match CHUNK_BYTES.checked_div(std::mem::size_of::<(K, V)>()) {
+            Some(fit) => fit,
+            None => CHUNK_MAX,
+        };
+        if fit > CHUNK_MAX {
+            CHUNK_MAX
+        } else if fit < 16 {
+            16
+        } else {
+            fit
+        }
+    };
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -48,17 +74,17 @@ impl<K: Ord + Copy, V: Copy> ChunkedMap<K, V> {
     /// filled to 7/8 with room for 1/8 more, allocated once each. Loading a checkpoint this way
     /// costs no B-tree searches and leaves no holes in the heap from chunks grown step by step.
     pub(crate) fn from_sorted(entries: impl IntoIterator<Item = (K, V)>) -> Option<Self> {
-        const FILL: usize = CHUNK_MAX * 7 / 8;
+        let fill = Self::MAX * 7 / 8;
         let mut map = ChunkedMap::default();
-        let mut chunk: Vec<(K, V)> = Vec::with_capacity(FILL + FILL / 8);
+        let mut chunk: Vec<(K, V)> = Vec::with_capacity(fill + fill / 8);
         let mut last: Option<K> = None;
         for (key, value) in entries {
             if last.is_some_and(|last| last >= key) {
                 return None;
             }
             last = Some(key);
-            if chunk.len() == FILL {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(FILL + FILL / 8));
+            if chunk.len() == fill {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(fill + fill / 8));
                 map.chunks.insert(full[0].0, full);
             }
             chunk.push((key, value));
@@ -72,13 +98,44 @@ impl<K: Ord + Copy, V: Copy> ChunkedMap<K, V> {
     }
 
     pub(crate) fn get(&self, key: &K) -> Option<V> {
-        let chunk = &self.chunks[&self.home(key)?];
+        // One descent. No chunk starting at or before the key: it is below the smallest.
+        let (_, chunk) = self.chunks.range(..=key).next_back()?;
         let at = chunk.binary_search_by(|(k, _)| k.cmp(key)).ok()?;
         Some(chunk[at].1)
     }
 
     /// The value under `key`, inserting `default` first if there is none.
     pub(crate) fn get_or_insert(&mut self, key: K, default: V) -> &mut V {
+        // The common cases: the key is in its chunk, or goes into it without changing its first
+        // key or splitting it. Decided in one descent and done in a second through the nodes
+        // just visited (returning from the first would hold `self.chunks` borrowed for the
+        // rarer paths below: borrow checking cannot tell the paths apart).
+        let in_place = self
+            .chunks
+            .range(..=key)
+            .next_back()
+            .is_some_and(|(_, chunk)| {
+                chunk.len() < Self::MAX || chunk.binary_search_by(|(k, _)| k.cmp(&key)).is_ok()
+            });
+        if in_place {
+            let (_, chunk) = self
+                .chunks
+                .range_mut(..=key)
+                .next_back()
+                .expect("found above");
+            let at = match chunk.binary_search_by(|(k, _)| k.cmp(&key)) {
+                Ok(at) => at,
+                Err(at) => {
+                    self.len += 1;
+                    if chunk.len() == chunk.capacity() {
+                        chunk.reserve_exact((chunk.len() / 8).max(2));
+                    }
+                    chunk.insert(at, (key, default));
+                    at
+                }
+            };
+            return &mut chunk[at].1;
+        }
         let Some(first) = self.home(&key) else {
             self.len += 1;
             return &mut self
@@ -89,17 +146,7 @@ impl<K: Ord + Copy, V: Copy> ChunkedMap<K, V> {
         };
         let at = match self.chunks[&first].binary_search_by(|(k, _)| k.cmp(&key)) {
             Ok(at) => at,
-            Err(at) if at > 0 && self.chunks[&first].len() < CHUNK_MAX => {
-                // The common case: the chunk keeps its first key and does not split, so it is
-                // updated in place (no re-keying in the B-tree).
-                self.len += 1;
-                let chunk = self.chunks.get_mut(&first).expect("the home chunk exists");
-                if chunk.len() == chunk.capacity() {
-                    chunk.reserve_exact((chunk.len() / 8).max(2));
-                }
-                chunk.insert(at, (key, default));
-                return &mut chunk[at].1;
-            }
+            // A new smallest key (the chunk is re-keyed) or a full chunk (it splits).
             Err(at) => {
                 self.len += 1;
                 let mut chunk = self.chunks.remove(&first).expect("the home chunk exists");
@@ -108,7 +155,7 @@ impl<K: Ord + Copy, V: Copy> ChunkedMap<K, V> {
                 }
                 chunk.insert(at, (key, default));
                 let first = chunk[0].0;
-                if chunk.len() > CHUNK_MAX {
+                if chunk.len() > Self::MAX {
                     let mut upper = chunk.split_off(chunk.len() / 2);
                     upper.shrink_to(upper.len() + upper.len() / 8);
                     chunk.shrink_to(chunk.len() + chunk.len() / 8);
@@ -205,7 +252,7 @@ mod tests {
             let all: Vec<_> = model.iter().map(|(k, v)| (*k, *v)).collect();
             prop_assert_eq!(ours.iter().collect::<Vec<_>>(), all);
             for chunk in ours.chunks.values() {
-                prop_assert!(!chunk.is_empty() && chunk.len() <= CHUNK_MAX);
+                prop_assert!(!chunk.is_empty() && chunk.len() <= ChunkedMap::<u16, u32>::MAX);
             }
             // Built at once from its sorted entries, it is the same map and keeps working.
             let mut bulk = ChunkedMap::from_sorted(ours.iter()).expect("sorted");

@@ -329,8 +329,8 @@ impl Index {
                 if self.is_member(chat_id, message.sender) {
                     self.raise_read(message.sender, chat_id, seq);
                     let (user, device) = (message.sender, message.sender_device);
-                    if self.receipts.delivered(user, device, chat_id) + 1 >= seq {
-                        self.receipts.raise_delivered(user, device, chat_id, seq);
+                    if self.delivered_in_chat(user, device, chat_id) + 1 >= seq {
+                        self.raise_delivered(user, device, chat_id, seq);
                     }
                 }
             }
@@ -344,8 +344,7 @@ impl Index {
                     return Ok(());
                 }
                 let up_to = receipt.up_to.0.min(head);
-                self.receipts
-                    .raise_delivered(receipt.user, receipt.device, chat_id, up_to);
+                self.raise_delivered(receipt.user, receipt.device, chat_id, up_to);
                 if receipt.kind == ReceiptKind::Read {
                     self.raise_read(receipt.user, chat_id, up_to);
                 }
@@ -389,7 +388,7 @@ impl Index {
             let before = extra.members.replace(now.clone()).unwrap_or_default();
             for user in before.keys().filter(|u| !now.contains_key(u)) {
                 self.receipts.leave_group(*user, chat_id);
-                self.receipts.forget(*user, chat_id);
+                self.forget(*user, chat_id);
             }
             for user in now.keys() {
                 self.receipts.join_group(*user, chat_id);
@@ -402,8 +401,7 @@ impl Index {
             self.raise_read(*user, chat_id, seq.0);
         }
         for (user, device, seq) in &state.delivered {
-            self.receipts
-                .raise_delivered(*user, *device, chat_id, seq.0);
+            self.raise_delivered(*user, *device, chat_id, seq.0);
         }
         let _ = shard;
     }
@@ -432,7 +430,19 @@ impl Index {
             .map(|user| (*user, self.read_up_to(*user, chat_id)))
             .filter(|(_, seq)| seq.0 > 0)
             .collect();
-        let delivered = self.receipts.delivered_in(chat_id, &users);
+        // Per user, the inline watermark (the lowest device) first, then the map's.
+        let mut delivered = Vec::new();
+        for user in &users {
+            if let Some(side) = direct_side(chat_id, *user)
+                && let Some((device, seq)) = chat.inline_delivered_entry(side)
+            {
+                delivered.push((*user, device, Seq(seq)));
+            }
+            delivered.extend(
+                self.receipts
+                    .delivered_in(chat_id, std::slice::from_ref(user)),
+            );
+        }
         Some(ChatState {
             head: Seq(chat.head),
             ttl_ms: chat.ttl_ms(),
@@ -466,6 +476,54 @@ impl Index {
             }
         } else {
             self.receipts.raise_group_read(user, chat_id, to);
+        }
+    }
+
+    /// Raises the device's delivered watermark in the chat: inline in a 1:1 chat for each
+    /// user's lowest device (see [`Chat::delivered`]), in the receipts' map otherwise.
+    fn raise_delivered(&mut self, user: UserId, device: DeviceId, chat_id: ChatId, to: u64) {
+        if to == 0 {
+            return;
+        }
+        if let Some(side) = direct_side(chat_id, user)
+            && let Some(chat) = self.chats.get_mut(chat_id)
+        {
+            if let Some((device, to)) = chat.raise_inline_delivered(side, device, to) {
+                self.receipts.raise_delivered(user, device, chat_id, to);
+            }
+            return;
+        }
+        self.receipts.raise_delivered(user, device, chat_id, to);
+    }
+
+    /// The device's delivered watermark in the chat.
+    fn delivered_in_chat(&self, user: UserId, device: DeviceId, chat_id: ChatId) -> u64 {
+        self.delivered_with(self.chats.get(chat_id), user, device, chat_id)
+    }
+
+    /// [`delivered_in_chat`](Index::delivered_in_chat) with the chat already looked up.
+    fn delivered_with(
+        &self,
+        state: Option<&Chat>,
+        user: UserId,
+        device: DeviceId,
+        chat_id: ChatId,
+    ) -> u64 {
+        if let (Some(side), Some(chat)) = (direct_side(chat_id, user), state)
+            && let Some(seq) = chat.inline_delivered(side, device)
+        {
+            return seq;
+        }
+        self.receipts.delivered(user, device, chat_id)
+    }
+
+    /// Forgets the user's delivered watermarks in the chat (see [`Receipts::forget`]).
+    fn forget(&mut self, user: UserId, chat_id: ChatId) {
+        self.receipts.forget(user, chat_id);
+        if let Some(side) = direct_side(chat_id, user)
+            && let Some(chat) = self.chats.get_mut(chat_id)
+        {
+            chat.clear_inline_delivered(side);
         }
     }
 
@@ -520,8 +578,10 @@ impl Index {
         }
         for user in &left {
             extra.joined.remove(user);
+        }
+        for user in &left {
             self.receipts.leave_group(*user, chat_id);
-            self.receipts.forget(*user, chat_id);
+            self.forget(*user, chat_id);
         }
     }
 
@@ -1009,7 +1069,7 @@ impl Index {
                 let state = self.chats.get(chat);
                 let head = state.map_or(0, |c| c.head);
                 let joined = state.map_or(0, |c| c.joined(user));
-                let done = self.receipts.delivered(user, device, chat).max(joined);
+                let done = self.delivered_with(state, user, device, chat).max(joined);
                 (head > done).then_some(InboxEntry {
                     chat,
                     delivered: Seq(done),
@@ -1053,7 +1113,7 @@ impl Index {
 
     /// The device's delivered watermark in a chat.
     pub fn delivered_up_to(&self, user: UserId, device: DeviceId, chat: ChatId) -> Seq {
-        Seq(self.receipts.delivered(user, device, chat))
+        Seq(self.delivered_in_chat(user, device, chat))
     }
 
     /// Messages in the chat the user has not read: head − read watermark. The user's own
@@ -1075,11 +1135,19 @@ impl Index {
     pub fn status(&self, recipient: UserId, chat: ChatId, seq: Seq) -> Status {
         if self.read_up_to(recipient, chat).0 >= seq.0 {
             Status::Read
-        } else if self.receipts.delivered_anywhere(recipient, chat, seq.0) {
+        } else if self.delivered_anywhere(recipient, chat, seq.0) {
             Status::Delivered
         } else {
             Status::Sent
         }
+    }
+
+    /// Whether any of the user's devices has message `seq` of the chat.
+    fn delivered_anywhere(&self, user: UserId, chat_id: ChatId, seq: u64) -> bool {
+        let inline = direct_side(chat_id, user)
+            .zip(self.chats.get(chat_id))
+            .is_some_and(|(side, chat)| chat.delivered[side] >= seq);
+        inline || self.receipts.delivered_anywhere(user, chat_id, seq)
     }
 
     /// How far message `seq` (sent by `sender`) got among the chat's other members: "delivered

@@ -3,7 +3,8 @@
 //! maps).
 //!
 //! A 1:1 chat is listed under both its users as `(user, other user)`: 16 bytes a side, and its
-//! id is the pair itself. Read watermarks of 1:1 chats live in the [`Chat`](crate::chat::Chat).
+//! id is the pair itself. Read watermarks of 1:1 chats, and the delivered watermark of each
+//! user's lowest device there, live in the [`Chat`](crate::chat::Chat).
 
 use std::collections::HashMap;
 
@@ -29,8 +30,10 @@ pub(crate) struct Receipts {
     pub(crate) groups: ChunkedMap<(UserId, u64, u64), ()>,
     /// Read watermark per (user, group).
     pub(crate) group_read: HashMap<(UserId, ChatId), u64>,
-    /// Delivered watermark per (user, chat, device): the inbox entries. Sorted, so a user's
-    /// devices in a chat are one range. (The chat as two `u64`s: a `u128` would align the key
+    /// Delivered watermark per (user, chat, device): the inbox entries, except each 1:1 chat
+    /// user's lowest device's, which is inline in the [`Chat`](crate::chat::Chat) (so a 1:1 chat
+    /// has entries here only for its users' further devices). Sorted, so a user's devices in a
+    /// chat are one range. (The chat as two `u64`s: a `u128` would align the key
     /// to 16 bytes and pad it from 28 to 32.)
     pub(crate) delivered: ChunkedMap<DeliveredKey, u64>,
 }

@@ -85,7 +85,13 @@ pub(crate) fn read_framed(
         .map_err(|e| io("read", path, e))?;
     Ok(match check_frame(&bytes, magic, version) {
         Err(reason) => Framed::Bad(reason),
-        Ok(()) => Framed::Body(bytes.split_off(FRAME_HEADER_LEN)),
+        Ok(()) => {
+            // In place: `split_off` copied the body into a second allocation as large, and
+            // freeing the first raised the allocator's threshold for using fresh mappings, so
+            // the index loaded next went into the heap around holes that stayed resident.
+            bytes.drain(..FRAME_HEADER_LEN);
+            Framed::Body(bytes)
+        }
     })
 }
 
