@@ -172,7 +172,13 @@ impl World {
             let members = members.clone();
             let clock = clock.clone();
             TestServer::start_with(
-                |_| {},
+                // The app's own media and story sweeps run by the system clock over the same
+                // data directory as this test's `Media` (a hand-driven clock in 2023): they
+                // would take the test's uploads for long expired and remove them.
+                |c| {
+                    c.media_sweep_interval = None;
+                    c.story_sweep_interval = None;
+                },
                 |mut app| {
                     let access = move |user: u64, chat: &str| {
                         members.lock().contains(&(user, chat.to_owned()))

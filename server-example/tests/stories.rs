@@ -24,7 +24,13 @@ async fn world() -> World {
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let mut slot = None;
     let server = TestServer::start_with(
-        |_| {},
+        // The app's own media and story sweeps run by the system clock over the same data
+        // directory as this test's `Media` and `Stories` (a hand-driven clock in 2023): they
+        // would take the test's stories and uploads for long expired and remove them.
+        |c| {
+            c.media_sweep_interval = None;
+            c.story_sweep_interval = None;
+        },
         |mut app| {
             let dir = app.state().config.data_dir.clone();
             let media = Media::open(
