@@ -404,13 +404,10 @@ impl Log {
     ///
     /// Blocks only while the shard's queue is full (back-pressure).
     pub fn append(&self, record: Record) -> Result<AppendTicket> {
-        if record.payload.len() > RECORD_PAYLOAD_BYTES_MAX {
-            return Err(Error::RecordTooLarge {
-                bytes: record.payload.len(),
-                bytes_max: RECORD_PAYLOAD_BYTES_MAX,
-            });
-        }
-        self.shards[self.shard_of(record.chat).0 as usize].append(record)
+        let shard = self.shard_of(record.chat);
+        let ticket = self.append_unwoken(record)?;
+        self.wake(shard);
+        Ok(ticket)
     }
 
     /// [`Log::append`] without waking the shard's writer, which the caller must then do with

@@ -83,12 +83,6 @@ pub(crate) struct WriterCounters {
 }
 
 impl ShardShared {
-    pub(crate) fn append(&self, record: Record) -> Result<AppendTicket> {
-        let ticket = self.append_unwoken(record)?;
-        self.wake();
-        Ok(ticket)
-    }
-
     /// Wakes the writer if it waits for work.
     pub(crate) fn wake(&self) {
         self.work.notify_one();
