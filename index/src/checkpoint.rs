@@ -18,7 +18,8 @@
 //! the decoded body and end of the run's bytes: 4 each). Then the chats: count (8) and per chat
 //! its id (16), head (8), the two 1:1 read watermarks (8 each), the two 1:1 inline delivered
 //! watermarks (per side: device 4, seq 8; zeros when none), TTL (8), sealed-span count (4)
-//! and spans (segment, first seq, last seq, first timestamp: 8 each), deleted count (4) and seqs
+//! and spans (segment, first seq, last seq, first timestamp: 8 each; the chat's slot in the
+//! segment index file's directory: 4), deleted count (4) and seqs
 //! (8 each), a member flag (1) and, for a group, member count (4) and members (user 8, role 1,
 //! join seq 8). Then group memberships: count (8) and (user 8, chat 16); group read watermarks:
 //! count (8) and (user 8, chat 16, seq 8); per shard the dedup memory: newest timestamp (8),
@@ -26,9 +27,10 @@
 //! kept inline (groups' and the other devices of a 1:1 chat's users): count (8) and (user 8,
 //! chat 16, device 4, seq 8). Maps are written in key order, so equal indexes give equal files.
 //!
-//! Version 7 keeps each 1:1 chat's users' lowest devices' delivered watermarks with the chat
-//! (version 6 had them all in the delivered list; version 5 stored the dedup memory as whole
-//! keys rather than hashes); any other version is rejected and the index rebuilt from the log.
+//! Version 8 keeps each span's directory slot (version 7 had none); version 7 keeps each 1:1
+//! chat's users' lowest devices' delivered watermarks with the chat (version 6 had them all in
+//! the delivered list; version 5 stored the dedup memory as whole keys rather than hashes); any
+//! other version is rejected and the index rebuilt from the log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -44,7 +46,7 @@ use crate::receipts::{Receipts, delivered_chat, delivered_key};
 use crate::wire::{Framed, RUN_BYTES, Reader, Writer, read_framed, write_framed};
 
 /// The checkpoint format version this build writes and reads.
-pub const CHECKPOINT_VERSION: u16 = 7;
+pub const CHECKPOINT_VERSION: u16 = 8;
 
 const MAGIC: [u8; 8] = *b"MSVINDEX";
 const FILE: &str = "INDEX";
@@ -161,6 +163,7 @@ impl Index {
                 for value in [span.segment, span.first_seq, span.last_seq, span.first_ts] {
                     w.u64(value);
                 }
+                w.u32(span.slot);
             }
             w.u32(chat.deleted().len() as u32);
             for seq in chat.deleted() {
@@ -318,8 +321,9 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
         }
         let ttl_ms = r.u64()?;
         let mut sealed = Vec::new();
-        for _ in 0..r.count(32)? {
+        for _ in 0..r.count(36)? {
             let [segment, first_seq, last_seq, first_ts] = [r.u64()?, r.u64()?, r.u64()?, r.u64()?];
+            let slot = r.u32()?;
             if first_seq > last_seq || last_seq > head {
                 return None;
             }
@@ -328,6 +332,7 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
                 first_seq,
                 last_seq,
                 first_ts,
+                slot,
             });
         }
         let deleted = (0..r.count(8)?)

@@ -147,6 +147,87 @@ enum Direction {
     Backward,
 }
 
+/// A chat's runs that meet `[low, high]`, in `direction`: the sealed spans' runs (from segment
+/// index files, each opened only when the walk reaches it), then the active segment's.
+struct RunWalk<'a> {
+    index: &'a Index,
+    chat: ChatId,
+    shard: ShardId,
+    low: u64,
+    high: u64,
+    direction: Direction,
+    /// Sources not yet opened, in walk order: a sealed span, or `None` for the active runs.
+    sources: std::vec::IntoIter<Option<&'a SealedSpan>>,
+    /// The source being walked and the positions of its runs still to come, in walk order.
+    runs: Option<(Runs<'a>, std::ops::Range<usize>)>,
+}
+
+impl<'a> RunWalk<'a> {
+    fn new(
+        index: &'a Index,
+        state: &'a Chat,
+        chat: ChatId,
+        shard: ShardId,
+        low: u64,
+        high: u64,
+        direction: Direction,
+    ) -> RunWalk<'a> {
+        let sealed = state.sealed.as_slice();
+        let spans = &sealed[sealed.partition_point(|s| s.last_seq < low)
+            ..sealed.partition_point(|s| s.first_seq <= high)];
+        let mut sources: Vec<Option<&SealedSpan>> = spans.iter().map(Some).collect();
+        sources.push(None);
+        if direction == Direction::Backward {
+            sources.reverse();
+        }
+        RunWalk {
+            index,
+            chat,
+            shard,
+            low,
+            high,
+            direction,
+            sources: sources.into_iter(),
+            runs: None,
+        }
+    }
+
+    /// The next run, or `None` when the walk is over.
+    fn next(&mut self, log: &Log) -> Result<Option<Run>> {
+        loop {
+            if let Some((runs, left)) = &mut self.runs {
+                let at = match self.direction {
+                    Direction::Forward => left.next(),
+                    Direction::Backward => left.next_back(),
+                };
+                match at.map(|at| runs.get(at)) {
+                    Some(Some(run)) => return Ok(Some(run)),
+                    // A malformed run in a file: skipped, as the read of its batch would be.
+                    Some(None) => continue,
+                    None => self.runs = None,
+                }
+            }
+            let Some(source) = self.sources.next() else {
+                return Ok(None);
+            };
+            let index = self.index;
+            let runs = match source {
+                Some(span) => {
+                    let segment =
+                        index
+                            .cache
+                            .get(log, &index.home.dir, self.shard.0, span.segment)?;
+                    Runs::Table(segment.runs_of(self.chat, span.slot as usize))
+                }
+                None => Runs::Memory(index.active[self.shard.0 as usize].of(self.chat)),
+            };
+            let from = runs.partition_point(|run| run.last_seq < self.low);
+            let to = runs.partition_point(|run| run.first_seq <= self.high);
+            self.runs = Some((runs, from..to.max(from)));
+        }
+    }
+}
+
 impl Index {
     /// An empty index for `log` keeping its files in `dir`, with nothing applied.
     pub fn empty(log: &Log, dir: &Path) -> Index {
@@ -241,7 +322,7 @@ impl Index {
             .into_iter()
             .filter(|(_, runs)| !runs.is_empty())
             .collect();
-        for (id, runs) in &file {
+        for (slot, (id, runs)) in file.iter().enumerate() {
             debug_assert_eq!(id.shard(shard_count).0, shard);
             debug_assert!(runs.iter().all(|run| run.segment == segment));
             let Some(chat) = self.chats.get_mut(*id) else {
@@ -253,6 +334,8 @@ impl Index {
                 first_seq: first.first_seq,
                 last_seq: last.last_seq,
                 first_ts: first.first_ts,
+                // The file's directory lists the chats in key order, as `file` holds them.
+                slot: slot as u32,
             });
         }
         let home = &self.home;
@@ -974,6 +1057,11 @@ impl Index {
 
     /// Walks the chat's runs that meet `[low, high]` in `direction`, reading one batch per run,
     /// until `limit` live messages are found. Returns them oldest first.
+    ///
+    /// Runs are taken a group at a time, enough for the messages still wanted, and the group's
+    /// first bytes in the log are touched together ([`Log::prefetch`]) before any is read: a
+    /// chat whose messages lie one per batch across the log costs about one memory round trip
+    /// per group instead of a few per message.
     #[allow(clippy::too_many_arguments)]
     fn scan(
         &self,
@@ -985,7 +1073,9 @@ impl Index {
         direction: Direction,
         now: Timestamp,
     ) -> Result<Vec<MessageView>> {
-        let mut out = Vec::new();
+        /// Runs read per group at most (the group's positions are kept in a vector).
+        const GROUP_MAX: usize = 128;
+        let mut out = Vec::with_capacity(limit.min(GROUP_MAX));
         let Some(state) = self.chats.get(chat) else {
             return Ok(out);
         };
@@ -993,31 +1083,24 @@ impl Index {
             return Ok(out);
         }
         let shard = log.shard_of(chat);
-        // The chat's messages: sealed spans (runs in segment index files), then the active
-        // segment's runs; each source is opened only when the walk reaches it.
-        let sealed = state.sealed.as_slice();
-        let spans = &sealed[sealed.partition_point(|s| s.last_seq < low)
-            ..sealed.partition_point(|s| s.first_seq <= high)];
-        let mut sources: Vec<Option<&SealedSpan>> = spans.iter().map(Some).collect();
-        sources.push(None);
-        if direction == Direction::Backward {
-            sources.reverse();
-        }
-        'sources: for source in sources {
-            let runs = match source {
-                Some(span) => {
-                    let segment = self.cache.get(log, &self.home.dir, shard.0, span.segment)?;
-                    Runs::Table(segment.runs_of(chat))
-                }
-                None => Runs::Memory(self.active[shard.0 as usize].of(chat)),
-            };
-            let from = runs.partition_point(|run| run.last_seq < low);
-            let to = runs.partition_point(|run| run.first_seq <= high);
-            let ordered: Box<dyn Iterator<Item = usize>> = match direction {
-                Direction::Forward => Box::new(from..to),
-                Direction::Backward => Box::new((from..to).rev()),
-            };
-            for run in ordered.filter_map(|at| runs.get(at)) {
+        let mut walk = RunWalk::new(self, state, chat, shard, low, high, direction);
+        let mut group: Vec<Run> = Vec::new();
+        'groups: loop {
+            group.clear();
+            let mut expected = 0u64;
+            let wanted = (limit - out.len()) as u64;
+            while expected < wanted && group.len() < GROUP_MAX {
+                let Some(run) = walk.next(log)? else {
+                    break;
+                };
+                expected += (run.last_seq.min(high)).saturating_sub(run.first_seq.max(low)) + 1;
+                group.push(run);
+            }
+            if group.is_empty() {
+                break;
+            }
+            log.prefetch(group.iter().map(|run| run.place(shard).0));
+            for run in &group {
                 let (at, body_end) = run.place(shard);
                 let entries = match log.read_entries(at, body_end) {
                     Ok(entries) => entries,
@@ -1025,7 +1108,7 @@ impl Index {
                     Err(missive_log::Error::NotFound { .. }) => continue,
                     Err(error) => return Err(error.into()),
                 };
-                let mut found = Vec::new();
+                let start = out.len();
                 for entry in entries {
                     if entry.record.chat != chat || entry.record.kind != RecordKind::Message {
                         continue;
@@ -1037,20 +1120,19 @@ impl Index {
                     if (low..=high).contains(&seq)
                         && let Some(message) = view(state, entry, now)
                     {
-                        found.push(message);
+                        out.push(message);
                     }
                     if seq >= run.last_seq {
                         break;
                     }
                 }
+                // `out` is in walk order: a backward walk takes a run's messages newest first.
                 if direction == Direction::Backward {
-                    found.reverse();
+                    out[start..].reverse();
                 }
-                for message in found {
-                    out.push(message);
-                    if out.len() == limit {
-                        break 'sources;
-                    }
+                if out.len() >= limit {
+                    out.truncate(limit);
+                    break 'groups;
                 }
             }
         }

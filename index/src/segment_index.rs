@@ -87,6 +87,9 @@ impl SegmentIndex {
     }
 
     fn entry(&self, at: usize) -> Option<(ChatId, usize, usize)> {
+        if at >= self.chats {
+            return None;
+        }
         let start = BODY_FIXED + at * DIRECTORY_ENTRY;
         let mut r = Reader(self.body.get(start..start + DIRECTORY_ENTRY)?);
         Some((
@@ -98,33 +101,42 @@ impl SegmentIndex {
 
     /// The chat's runs in this segment, in seq order (empty if it has none here): a view of
     /// the file's run table, decoded one run at a time as a query binary-searches and walks it.
-    pub(crate) fn runs_of(&self, chat: ChatId) -> RunTable {
-        let empty = RunTable {
+    /// `slot` is where the chat's directory entry should be (its [`SealedSpan::slot`]): one read
+    /// if it is there, a binary search of the directory if not.
+    ///
+    /// [`SealedSpan::slot`]: crate::chat::SealedSpan::slot
+    pub(crate) fn runs_of(&self, chat: ChatId, slot: usize) -> RunTable {
+        let found = match self.entry(slot) {
+            Some((id, first, count)) if id == chat => Some((first, count)),
+            _ => self.search(chat),
+        };
+        let table = found.and_then(|(first, count)| {
+            let start = BODY_FIXED + self.chats * DIRECTORY_ENTRY + first * RUN_BYTES;
+            let end = start.checked_add(count * RUN_BYTES)?;
+            (end <= self.body.len()).then(|| RunTable {
+                body: self.body.slice(start..end),
+                count,
+            })
+        });
+        table.unwrap_or(RunTable {
             body: Bytes::new(),
             count: 0,
-        };
+        })
+    }
+
+    /// The chat's directory entry (index of its first run, run count), by binary search.
+    fn search(&self, chat: ChatId) -> Option<(usize, usize)> {
         let (mut low, mut high) = (0, self.chats);
         while low < high {
             let middle = (low + high) / 2;
-            let Some((id, first, count)) = self.entry(middle) else {
-                return empty;
-            };
+            let (id, first, count) = self.entry(middle)?;
             match id.cmp(&chat) {
                 std::cmp::Ordering::Less => low = middle + 1,
                 std::cmp::Ordering::Greater => high = middle,
-                std::cmp::Ordering::Equal => {
-                    let start = BODY_FIXED + self.chats * DIRECTORY_ENTRY + first * RUN_BYTES;
-                    return match start.checked_add(count * RUN_BYTES) {
-                        Some(end) if end <= self.body.len() => RunTable {
-                            body: self.body.slice(start..end),
-                            count,
-                        },
-                        _ => empty,
-                    };
-                }
+                std::cmp::Ordering::Equal => return Some((first, count)),
             }
         }
-        empty
+        None
     }
 }
 
@@ -319,5 +331,74 @@ impl SegmentCache {
         self.loaded
             .lock()
             .retain(|(key, _)| *key != (shard, segment));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(seq: u64) -> Run {
+        Run {
+            first_seq: seq,
+            last_seq: seq,
+            first_ts: seq * 10,
+            segment: 7,
+            offset: seq * 100,
+            first_lsn: seq,
+            body_offset: 0,
+            body_end: 0,
+        }
+    }
+
+    /// A directory of chats 10, 20, …, 100 with 1, 2, … runs each.
+    fn file() -> (SegmentIndex, BTreeMap<ChatId, Vec<Run>>) {
+        let chats: BTreeMap<ChatId, Vec<Run>> = (1..=10u64)
+            .map(|n| {
+                let chat = ChatId::from_u128(u128::from(n * 10));
+                (chat, (0..n).map(|i| run(n * 100 + i)).collect())
+            })
+            .collect();
+        let body = Bytes::from(encode(1, 2, 7, &chats));
+        (SegmentIndex::parse(body, 1, 2, 7).unwrap(), chats)
+    }
+
+    fn runs(table: &RunTable) -> Vec<Run> {
+        (0..table.len()).map(|at| table.get(at).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_slot_is_only_a_hint() {
+        let (index, chats) = file();
+        for (slot, (chat, expected)) in chats.iter().enumerate() {
+            // The right slot, every wrong one, and slots past the directory's end.
+            for hint in [slot, 0, 9, 10, 1_000, usize::MAX / 2] {
+                assert_eq!(
+                    &runs(&index.runs_of(*chat, hint)),
+                    expected,
+                    "{chat:?} at {hint}"
+                );
+            }
+            for wrong in 0..10 {
+                assert_eq!(&runs(&index.runs_of(*chat, wrong)), expected);
+            }
+        }
+        // A chat with no runs here: none, whatever the slot says.
+        for absent in [5u128, 15, 105] {
+            for hint in 0..11 {
+                assert_eq!(index.runs_of(ChatId::from_u128(absent), hint).len(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_file_for_another_place_or_of_another_length_is_rejected() {
+        let (_, chats) = file();
+        let body = encode(1, 2, 7, &chats);
+        assert!(SegmentIndex::parse(Bytes::from(body.clone()), 1, 2, 8).is_none());
+        assert!(SegmentIndex::parse(Bytes::from(body.clone()), 1, 3, 7).is_none());
+        assert!(SegmentIndex::parse(Bytes::from(body.clone()), 2, 2, 7).is_none());
+        let short = Bytes::from(body[..body.len() - 1].to_vec());
+        assert!(SegmentIndex::parse(short, 1, 2, 7).is_none());
     }
 }

@@ -63,7 +63,8 @@ pub(crate) struct Segment {
     /// Bytes readers may read: whole, acknowledged batches only.
     visible_len: AtomicU64,
     sealed: AtomicBool,
-    map: Mutex<Option<Bytes>>,
+    /// Once sealed: a read-only map of the whole file, made on the first read and kept.
+    map: std::sync::OnceLock<Bytes>,
     /// While active: a map of the file with room to grow (`reserve` bytes; see
     /// `storage/mmap.rs`, point 4), read only below `visible_len`, so reads of acknowledged
     /// batches take no system call. Mapped again only if the segment outgrows it.
@@ -73,6 +74,9 @@ pub(crate) struct Segment {
     /// Offsets of batches already verified in this process. Their bytes cannot change (sealed,
     /// or below the active segment's acknowledged length), so random reads skip the checksum.
     verified: RwLock<HashSet<u64>>,
+    /// Once a scrub verified the (sealed) segment to its end: the offsets of all its batches,
+    /// in order. Reads then check a position against it without a lock.
+    batch_starts: std::sync::OnceLock<Box<[u64]>>,
 }
 
 impl Segment {
@@ -89,10 +93,11 @@ impl Segment {
             path,
             visible_len: AtomicU64::new(0),
             sealed: AtomicBool::new(true),
-            map: Mutex::new(None),
+            map: std::sync::OnceLock::new(),
             prefix: Mutex::new(None),
             reserve: 0,
             verified: RwLock::new(HashSet::new()),
+            batch_starts: std::sync::OnceLock::new(),
         }
     }
 
@@ -131,7 +136,20 @@ impl Segment {
     }
 
     pub(crate) fn is_verified(&self, offset: u64) -> bool {
-        self.verified.read().contains(&offset)
+        match self.batch_starts.get() {
+            Some(starts) => starts.binary_search(&offset).is_ok(),
+            None => self.verified.read().contains(&offset),
+        }
+    }
+
+    /// Records that every batch of this sealed segment was verified: a scrub read it to the
+    /// end and found batches at `starts` (in order).
+    pub(crate) fn mark_wholly_verified(&self, starts: Vec<u64>) {
+        debug_assert!(self.is_sealed());
+        debug_assert!(starts.is_sorted());
+        let _ = self.batch_starts.set(starts.into_boxed_slice());
+        // Every offset is in `starts` now: the set is no longer read.
+        std::mem::take(&mut *self.verified.write());
     }
 
     pub(crate) fn mark_verified(&self, offset: u64) {
@@ -197,16 +215,16 @@ impl Segment {
         self.visible_len.store(len, Ordering::Release);
     }
 
-    fn mapped(&self, storage: &dyn Storage) -> Result<Bytes> {
-        let mut map = self.map.lock();
-        if let Some(bytes) = &*map {
-            return Ok(bytes.clone());
+    /// The sealed file's map (made by the first caller; two racing callers may both map it,
+    /// and one map is kept).
+    pub(crate) fn mapped(&self, storage: &dyn Storage) -> Result<&Bytes> {
+        if let Some(bytes) = self.map.get() {
+            return Ok(bytes);
         }
         let bytes = storage
             .read_sealed(&self.path)
             .map_err(|e| Error::io("map", &self.path, e))?;
-        *map = Some(bytes.clone());
-        Ok(bytes)
+        Ok(self.map.get_or_init(|| bytes))
     }
 
     /// The bytes from `offset` to the end of the batch that starts there (for a sealed segment,

@@ -191,6 +191,12 @@ fn reads_from_any_record_equal_the_whole_batch_read() {
         // Again: every batch is verified now, so sealed reads are slices of the map.
         check_every_position(&log);
         log.close().unwrap();
+        // Reopened and scrubbed: every sealed segment is known whole, so reads check a position
+        // against its list of batch starts.
+        let log = Log::open(dir.path(), config(compression)).unwrap();
+        log.verify().unwrap();
+        check_every_position(&log);
+        log.close().unwrap();
         // Reopened: sealed segments are mapped and verified as they are read; the active one was
         // verified by recovery, and is then sealed when a later window starts.
         let log = Log::open(dir.path(), config(compression)).unwrap();
@@ -224,8 +230,12 @@ fn positions_that_name_no_record_are_not_found() {
         fill(&log, 400, 10_000, &mut rng);
         tail(&log, 20_000, &mut rng);
         let batches = seen(&log);
-        // Twice: before and after the sealed batches are verified.
-        for _ in 0..2 {
+        // Three times: before the sealed batches are verified, after they were read once, and
+        // after a scrub.
+        for pass in 0..3 {
+            if pass == 2 {
+                log.verify().unwrap();
+            }
             for seen in batches.iter().filter(|s| s.records.len() > 1) {
                 let at = seen.at(1);
                 let header = seen.batch.header;
@@ -289,6 +299,8 @@ fn positions_that_name_no_record_are_not_found() {
                         ..at
                     },
                 ];
+                // A hint only: positions that name nothing are skipped, never a panic.
+                log.prefetch(bad.iter().copied().chain([at]));
                 for pos in bad {
                     for body_end in [None, Some(header.raw_len), Some(seen.end(1))] {
                         match log.read_entries(pos, body_end) {
