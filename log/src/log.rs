@@ -568,9 +568,10 @@ impl Log {
         /// Bytes of a record touched: its header and the start of its payload.
         const RECORD_SPAN: usize = 128;
         // First every position becomes an offset into a mapped segment (locks and reference
-        // counts), then one tight loop touches them: its loads are independent, so the processor
-        // keeps them in flight together, where a lock-prefixed instruction between two of them
-        // would wait for the first.
+        // counts), then one tight loop of prefetch instructions, which return at once: the
+        // misses overlap, where a lock-prefixed instruction between two of them would wait for
+        // the first, and a plain load would hold up the loop once the processor's window of
+        // instructions fills behind it.
         let mut maps: Vec<(BatchPos, Bytes)> = Vec::new();
         let mut spots: Vec<(usize, usize, usize)> = Vec::new();
         for at in positions {
@@ -604,9 +605,8 @@ impl Log {
                 .saturating_add(at.body_offset as usize);
             spots.push((map, batch, record));
         }
-        let mut touched = 0u8;
         for &(map, batch, record) in &spots {
-            let bytes = &maps[map].1;
+            let bytes = &maps[map].1[..];
             for offset in [
                 batch,
                 batch + BATCH_HEADER_LEN - 1,
@@ -614,10 +614,9 @@ impl Log {
                 record + RECORD_SPAN / 2,
                 record + RECORD_SPAN - 1,
             ] {
-                touched ^= bytes.get(offset).copied().unwrap_or(0);
+                crate::storage::prefetch(bytes, offset);
             }
         }
-        std::hint::black_box(touched);
     }
 
     /// [`Log::read_entries`] in a sealed segment for an uncompressed batch verified before:
