@@ -8,13 +8,14 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use crate::batch::{
-    BATCH_HEADER_LEN, Codec, DecodedBatch, Entries, decode_batch, decode_verified, parse_header,
+    BATCH_HEADER_LEN, BatchHeader, Codec, DecodedBatch, Entries, decode_batch, decode_verified,
+    parse_header,
 };
 use crate::error::{CorruptKind, Error, Result};
 use crate::ids::{Lsn, ShardId, Timestamp};
 use crate::limits::*;
 use crate::record::{Entry, Record};
-use crate::segment::{Segment, SegmentInfo};
+use crate::segment::{BatchTable, KnownBatch, Segment, SegmentInfo};
 use crate::shard::{self, ShardShared};
 use crate::storage::{FsStorage, Storage};
 use crate::ticket::{AppendTicket, BatchPos, RecordPos};
@@ -517,7 +518,9 @@ impl Log {
     ///
     /// - **Sealed segment**, batch verified before in this process: the records are sliced out of
     ///   the memory map, O(1), no copy and no checksum. A batch not yet verified is verified
-    ///   whole once (as [`Log::read_batch`] does), and is then trusted.
+    ///   whole once (as [`Log::read_batch`] does), and is then trusted. Once a scrub
+    ///   ([`Log::verify`], [`Log::scrub`]) verified the whole segment, an uncompressed batch's
+    ///   header is not even read: the segment keeps what reads need of it (8 bytes a batch).
     /// - **Active segment**: everything below its readable length was written by this process's
     ///   writer or verified by recovery when the log was opened, and never changes, so no
     ///   checksum is computed: the 64-byte header is read and checked against `at` (shard,
@@ -572,11 +575,13 @@ impl Log {
         // misses overlap, where a lock-prefixed instruction between two of them would wait for
         // the first, and a plain load would hold up the loop once the processor's window of
         // instructions fills behind it.
-        let mut maps: Vec<(BatchPos, Bytes)> = Vec::new();
+        // Per segment: its map, and whether reads parse batch headers (not once a scrub
+        // verified it whole: see `known_entries`).
+        let mut maps: Vec<(BatchPos, Bytes, bool)> = Vec::new();
         let mut spots: Vec<(usize, usize, usize)> = Vec::new();
         for at in positions {
             let pos = at.batch;
-            let same = |(seen, _): &(BatchPos, Bytes)| {
+            let same = |(seen, _, _): &(BatchPos, Bytes, bool)| {
                 seen.shard == pos.shard && seen.segment == pos.segment
             };
             let map = match maps.iter().position(same) {
@@ -593,7 +598,7 @@ impl Log {
                     let Some(bytes) = bytes else {
                         continue;
                     };
-                    maps.push((pos, bytes));
+                    maps.push((pos, bytes, !segment.is_wholly_verified()));
                     maps.len() - 1
                 }
             };
@@ -606,14 +611,12 @@ impl Log {
             spots.push((map, batch, record));
         }
         for &(map, batch, record) in &spots {
-            let bytes = &maps[map].1[..];
-            for offset in [
-                batch,
-                batch + BATCH_HEADER_LEN - 1,
-                record,
-                record + RECORD_SPAN / 2,
-                record + RECORD_SPAN - 1,
-            ] {
+            let (_, bytes, header) = &maps[map];
+            if *header {
+                crate::storage::prefetch(bytes, batch);
+                crate::storage::prefetch(bytes, batch + BATCH_HEADER_LEN - 1);
+            }
+            for offset in [record, record + RECORD_SPAN / 2, record + RECORD_SPAN - 1] {
                 crate::storage::prefetch(bytes, offset);
             }
         }
@@ -629,7 +632,11 @@ impl Log {
         body_end: Option<u32>,
     ) -> Result<Option<Entries>> {
         let pos = at.batch;
-        if !segment.is_verified(pos.offset) {
+        if let Some(known) = segment.known_batch(pos.offset) {
+            if !known.compressed {
+                return self.known_entries(segment, at, body_end, known).map(Some);
+            }
+        } else if !segment.is_verified(pos.offset) {
             return Ok(None);
         }
         let map = segment.mapped(&*self.storage)?;
@@ -650,6 +657,40 @@ impl Log {
         Entries::in_range(&header, &range, part)
             .map(Some)
             .ok_or_else(|| not_found(pos))
+    }
+
+    /// [`Log::read_entries`] of an uncompressed batch in a segment a scrub verified whole: its
+    /// header's fields come from the segment's table of batches, so only the records' own
+    /// bytes are touched (one page, not two: an inbox fetch's records each lie in a batch of
+    /// their own, and each page is a TLB miss). The records are checked as on every other
+    /// path, less the plausibility of their timestamps, which needs the header.
+    fn known_entries(
+        &self,
+        segment: &Segment,
+        at: RecordPos,
+        body_end: Option<u32>,
+        known: KnownBatch,
+    ) -> Result<Entries> {
+        let pos = at.batch;
+        let map = segment.mapped(&*self.storage)?;
+        let header = BatchHeader {
+            codec: Codec::None,
+            body_len: known.body_len,
+            raw_len: known.body_len,
+            count: known.count,
+            shard: pos.shard.0,
+            segment: segment.first_lsn,
+            first_lsn: Lsn(known.first_lsn),
+            ts_min: Timestamp(0),
+            ts_max: Timestamp(u64::MAX),
+        };
+        let body_start = pos.offset as usize + BATCH_HEADER_LEN;
+        let range = header
+            .record_range(at.body_offset, at.lsn, body_end)
+            .filter(|range| body_start + range.end <= map.len())
+            .ok_or_else(|| not_found(pos))?;
+        let part = map.slice(body_start + range.start..body_start + range.end);
+        Entries::in_range(&header, &range, part).ok_or_else(|| not_found(pos))
     }
 
     /// [`Log::read_entries`] on a segment this process writes, through the map of its readable
@@ -870,7 +911,9 @@ impl Scrub {
         let place = segment.place(log_id, shard);
         let mut offset = 0;
         let mut next_lsn = Lsn(segment.first_lsn);
-        let mut starts = Vec::new();
+        // A segment sealed now never grows: read to its end, the scrub saw every batch.
+        let sealed = segment.is_sealed();
+        let mut batches = Vec::new();
         while let Some(bytes) = segment.batch_bytes(&*self.storage, offset)? {
             let corrupt = |kind| Error::Corrupt {
                 file: segment.path.clone(),
@@ -884,14 +927,16 @@ impl Scrub {
             next_lsn = batch.header.end_lsn();
             // Random reads of it skip the checksum from now on.
             segment.mark_verified(offset);
-            starts.push(offset);
+            let compressed = batch.header.codec != Codec::None;
+            batches.push((offset, batch.header.first_lsn.0, compressed));
             self.report.batches += 1;
             self.report.bytes += batch.header.total_len();
             offset += batch.header.total_len();
         }
-        if segment.is_sealed() {
-            // Read to its end, and a sealed segment never grows.
-            segment.mark_wholly_verified(starts);
+        if sealed
+            && let Some(table) = BatchTable::new(segment.first_lsn, &batches, (offset, next_lsn.0))
+        {
+            segment.mark_wholly_verified(table);
         }
         self.report.segments += 1;
         Ok(true)

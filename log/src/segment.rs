@@ -74,9 +74,74 @@ pub(crate) struct Segment {
     /// Offsets of batches already verified in this process. Their bytes cannot change (sealed,
     /// or below the active segment's acknowledged length), so random reads skip the checksum.
     verified: RwLock<HashSet<u64>>,
-    /// Once a scrub verified the (sealed) segment to its end: the offsets of all its batches,
-    /// in order. Reads then check a position against it without a lock.
-    batch_starts: std::sync::OnceLock<Box<[u64]>>,
+    /// Once a scrub verified the (sealed) segment to its end: where each batch starts and
+    /// what reads need of its header. Reads then check a position against it without a lock,
+    /// and read an uncompressed batch's records without touching its header.
+    batches: std::sync::OnceLock<BatchTable>,
+}
+
+/// The batches of a sealed segment a scrub verified, in file order, 8 bytes each (the offset
+/// and the first LSN less the segment's, as `u32`s: a segment is under 2 GiB and holds fewer
+/// than 2³¹ records), and one more entry for the end of the last batch. The top bit of the
+/// LSN half marks a compressed batch, whose reads need its header.
+#[derive(Debug)]
+pub(crate) struct BatchTable {
+    entries: Box<[(u32, u32)]>,
+}
+
+/// What a read needs of a batch in a [`BatchTable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KnownBatch {
+    pub(crate) first_lsn: u64,
+    pub(crate) count: u32,
+    /// Body bytes (on disk; for an uncompressed batch also its decoded length).
+    pub(crate) body_len: u32,
+    pub(crate) compressed: bool,
+}
+
+const COMPRESSED: u32 = 1 << 31;
+
+impl BatchTable {
+    /// From the batches a scrub read (offset, first LSN, compressed) and where the last one
+    /// ends; `None` if a value does not fit the table's compact form (it is then not kept).
+    pub(crate) fn new(
+        segment_lsn: u64,
+        batches: &[(u64, u64, bool)],
+        end: (u64, u64),
+    ) -> Option<BatchTable> {
+        let entry = |offset: u64, lsn: u64, compressed: bool| -> Option<(u32, u32)> {
+            let offset = u32::try_from(offset).ok()?;
+            let lsn = u32::try_from(lsn.checked_sub(segment_lsn)?)
+                .ok()
+                .filter(|&lsn| lsn < COMPRESSED)?;
+            Some((offset, lsn | if compressed { COMPRESSED } else { 0 }))
+        };
+        let entries = batches
+            .iter()
+            .map(|&(offset, lsn, compressed)| entry(offset, lsn, compressed))
+            .chain([entry(end.0, end.1, false)])
+            .collect::<Option<Box<[_]>>>()?;
+        let ordered = entries.windows(2).all(|pair| {
+            let [(offset, lsn), (next_offset, next_lsn)] = [pair[0], pair[1]];
+            offset < next_offset && lsn & !COMPRESSED < next_lsn & !COMPRESSED
+        });
+        ordered.then_some(BatchTable { entries })
+    }
+
+    /// The batch starting at `offset`, if one does.
+    pub(crate) fn find(&self, segment_lsn: u64, offset: u64) -> Option<KnownBatch> {
+        let offset = u32::try_from(offset).ok()?;
+        let batches = &self.entries[..self.entries.len() - 1];
+        let at = batches.binary_search_by_key(&offset, |&(o, _)| o).ok()?;
+        let ((start, lsn), (end, end_lsn)) = (self.entries[at], self.entries[at + 1]);
+        let (lsn, end_lsn) = (lsn & !COMPRESSED, end_lsn & !COMPRESSED);
+        Some(KnownBatch {
+            first_lsn: segment_lsn + u64::from(lsn),
+            count: end_lsn - lsn,
+            body_len: end - start - BATCH_HEADER_LEN as u32,
+            compressed: self.entries[at].1 & COMPRESSED != 0,
+        })
+    }
 }
 
 impl Segment {
@@ -97,7 +162,7 @@ impl Segment {
             prefix: Mutex::new(None),
             reserve: 0,
             verified: RwLock::new(HashSet::new()),
-            batch_starts: std::sync::OnceLock::new(),
+            batches: std::sync::OnceLock::new(),
         }
     }
 
@@ -136,19 +201,29 @@ impl Segment {
     }
 
     pub(crate) fn is_verified(&self, offset: u64) -> bool {
-        match self.batch_starts.get() {
-            Some(starts) => starts.binary_search(&offset).is_ok(),
+        match self.batches.get() {
+            Some(table) => table.find(self.first_lsn, offset).is_some(),
             None => self.verified.read().contains(&offset),
         }
     }
 
+    /// The batch at `offset` if a scrub verified this whole (sealed) segment and one starts
+    /// there: what a read needs of its header, without reading it.
+    pub(crate) fn known_batch(&self, offset: u64) -> Option<KnownBatch> {
+        self.batches.get()?.find(self.first_lsn, offset)
+    }
+
+    /// Whether a scrub verified this whole (sealed) segment.
+    pub(crate) fn is_wholly_verified(&self) -> bool {
+        self.batches.get().is_some()
+    }
+
     /// Records that every batch of this sealed segment was verified: a scrub read it to the
-    /// end and found batches at `starts` (in order).
-    pub(crate) fn mark_wholly_verified(&self, starts: Vec<u64>) {
+    /// end and found `table`'s batches.
+    pub(crate) fn mark_wholly_verified(&self, table: BatchTable) {
         debug_assert!(self.is_sealed());
-        debug_assert!(starts.is_sorted());
-        let _ = self.batch_starts.set(starts.into_boxed_slice());
-        // Every offset is in `starts` now: the set is no longer read.
+        let _ = self.batches.set(table);
+        // Every batch is in the table now: the set is no longer read.
         std::mem::take(&mut *self.verified.write());
     }
 
@@ -348,5 +423,64 @@ mod tests {
         ] {
             assert_eq!(parse_file_name(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_batch_table_answers_for_batch_starts_only() {
+        let h = BATCH_HEADER_LEN as u64;
+        // Batches of 3, 1 and 4 records at 1000 (LSN 1000 is the segment's first).
+        let batches = [
+            (0, 1000, false),
+            (h + 100, 1003, true),
+            (2 * h + 150, 1004, false),
+        ];
+        let end = (3 * h + 400, 1008);
+        let table = BatchTable::new(1000, &batches, end).unwrap();
+        let known = |offset| table.find(1000, offset);
+        assert_eq!(
+            known(0),
+            Some(KnownBatch {
+                first_lsn: 1000,
+                count: 3,
+                body_len: 100,
+                compressed: false
+            })
+        );
+        assert_eq!(
+            known(h + 100),
+            Some(KnownBatch {
+                first_lsn: 1003,
+                count: 1,
+                body_len: 50,
+                compressed: true
+            })
+        );
+        assert_eq!(
+            known(2 * h + 150),
+            Some(KnownBatch {
+                first_lsn: 1004,
+                count: 4,
+                body_len: 250,
+                compressed: false
+            })
+        );
+        // Inside a batch, the end, past it, beyond u32.
+        for offset in [1, h, h + 99, 3 * h + 400, 1 << 20, 1 << 40] {
+            assert_eq!(known(offset), None, "{offset}");
+        }
+    }
+
+    #[test]
+    fn a_batch_table_refuses_what_it_cannot_hold() {
+        // An LSN before the segment's, one too far for 31 bits, an offset beyond u32, and
+        // batches out of order are not tables.
+        assert!(BatchTable::new(1000, &[(0, 999, false)], (100, 1001)).is_none());
+        assert!(BatchTable::new(0, &[(0, 1 << 31, false)], (100, (1 << 31) + 1)).is_none());
+        assert!(BatchTable::new(0, &[(0, 0, false)], (1 << 32, 1)).is_none());
+        assert!(BatchTable::new(0, &[(100, 0, false), (0, 1, false)], (200, 2)).is_none());
+        assert!(BatchTable::new(0, &[(0, 0, false)], (100, 0)).is_none());
+        // An empty segment is a table of no batches.
+        let empty = BatchTable::new(7, &[], (0, 7)).unwrap();
+        assert_eq!(empty.find(7, 0), None);
     }
 }
