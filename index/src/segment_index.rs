@@ -22,7 +22,7 @@
 //! entries sorted by chat: id (16), index of its first run (4), run count (4); then the r runs
 //! (52 bytes each, as in checkpoints). A query binary-searches the directory in place.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -274,7 +274,14 @@ type SegmentKey = (u32, u64);
 /// It is a cache: cloning an index starts it empty, and it never counts in equality.
 #[derive(Debug, Default)]
 pub(crate) struct SegmentCache {
-    loaded: Mutex<VecDeque<(SegmentKey, Arc<SegmentIndex>)>>,
+    loaded: Mutex<Loaded>,
+}
+
+/// The cache's indexes by segment, and the order they were loaded in.
+#[derive(Debug, Default)]
+struct Loaded {
+    by_segment: HashMap<SegmentKey, Arc<SegmentIndex>>,
+    order: VecDeque<SegmentKey>,
 }
 
 impl Clone for SegmentCache {
@@ -302,7 +309,7 @@ impl SegmentCache {
         segment: u64,
     ) -> Result<Arc<SegmentIndex>> {
         let key = (shard, segment);
-        if let Some((_, index)) = self.loaded.lock().iter().find(|(k, _)| *k == key) {
+        if let Some(index) = self.loaded.lock().by_segment.get(&key) {
             return Ok(Arc::clone(index));
         }
         let path: PathBuf = dir.join(file_name(shard, segment));
@@ -319,18 +326,26 @@ impl SegmentCache {
         };
         let index = Arc::new(index);
         let mut loaded = self.loaded.lock();
-        if loaded.len() == SEGMENT_INDEX_CACHE_MAX {
-            loaded.pop_front();
+        // Two readers may have loaded it at once: the first one kept is the one used.
+        if let Some(kept) = loaded.by_segment.get(&key) {
+            return Ok(Arc::clone(kept));
         }
-        loaded.push_back((key, Arc::clone(&index)));
+        if loaded.order.len() == SEGMENT_INDEX_CACHE_MAX
+            && let Some(oldest) = loaded.order.pop_front()
+        {
+            loaded.by_segment.remove(&oldest);
+        }
+        loaded.order.push_back(key);
+        loaded.by_segment.insert(key, Arc::clone(&index));
         Ok(index)
     }
 
     /// Forgets a segment (retention removed it).
     pub(crate) fn forget(&self, shard: u32, segment: u64) {
-        self.loaded
-            .lock()
-            .retain(|(key, _)| *key != (shard, segment));
+        let mut loaded = self.loaded.lock();
+        if loaded.by_segment.remove(&(shard, segment)).is_some() {
+            loaded.order.retain(|key| *key != (shard, segment));
+        }
     }
 }
 
