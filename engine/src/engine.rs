@@ -71,6 +71,10 @@ pub(crate) struct Inner {
     /// Per shard, the reader that follows the log for the index (used under the index's write
     /// lock): it continues where it stopped instead of finding its place again.
     appliers: Vec<Mutex<Option<BatchReader>>>,
+    /// Held while publishing what an apply decided, taken before the index's write lock is
+    /// released: live events go out in apply order, and the next apply waits for the hub only
+    /// once it has applied (see [`Inner::publish_after`]).
+    publishing: Mutex<()>,
     pub(crate) hub: Hub<Event>,
     pub(crate) counters: Counters,
     opened: OpenStats,
@@ -227,6 +231,7 @@ impl Engine {
                 dir,
                 log,
                 appliers,
+                publishing: Mutex::new(()),
                 index: RwLock::new(index),
                 sequencers,
                 hub,
@@ -363,7 +368,8 @@ impl Engine {
         self.inner.hub.close();
         self.inner.log.sync()?;
         let mut index = self.inner.index.write();
-        self.inner.apply_all(&mut index)?;
+        // The hub is closed: nothing is published.
+        self.inner.apply_all(&mut index, &mut Vec::new())?;
         index.checkpoint()?;
         Ok(())
     }
@@ -373,8 +379,11 @@ impl Engine {
     pub fn checkpoint(&self) -> Result<()> {
         self.check_open()?;
         let mut index = self.inner.index.write();
-        self.inner.apply_all(&mut index)?;
-        index.checkpoint()?;
+        let mut publications = Vec::new();
+        let applied = self.inner.apply_all(&mut index, &mut publications);
+        let checkpoint = applied.and_then(|()| Ok(index.checkpoint()?));
+        self.inner.publish_after(index, publications);
+        checkpoint?;
         self.inner.counters.checkpoints.add(1);
         Ok(())
     }
@@ -616,11 +625,20 @@ impl Engine {
     fn apply_through(&self, shard: ShardId, lsn: Lsn) -> Result<()> {
         let applied = |index: &Index| index.applied()[shard.0 as usize] > lsn;
         if applied(&self.inner.index.read()) {
+            // Another sender applied it, and may be publishing it still: once this returns, the
+            // record's live event is in its subscribers' queues.
+            drop(self.inner.publishing.lock());
             return Ok(());
         }
         let mut index = self.inner.index.write();
-        self.inner.apply(&mut index, shard, Some(lsn))?;
-        if applied(&index) {
+        let mut publications = Vec::new();
+        let result = self
+            .inner
+            .apply(&mut index, shard, Some(lsn), &mut publications);
+        let done = applied(&index);
+        self.inner.publish_after(index, publications);
+        result?;
+        if done {
             Ok(())
         } else {
             // Acknowledged records are readable; not finding it is a bug or damage.
@@ -1109,18 +1127,23 @@ impl Engine {
             .fold(now.0, u64::max);
         let inner = &self.inner;
         let mut index = inner.index.write();
-        inner.apply_all(&mut index)?;
-        let removed = index.retain_with(&inner.log, cutoff, Timestamp(at), |index, records| {
-            let mut tickets = Vec::with_capacity(records.len());
-            for record in records {
-                tickets.push(inner.log.append(record)?);
-            }
-            for ticket in tickets {
-                ticket.wait()?;
-            }
-            inner.apply_all(index)
-        })?;
-        drop(index);
+        let mut publications = Vec::new();
+        let removed = inner
+            .apply_all(&mut index, &mut publications)
+            .and_then(|()| {
+                index.retain_with(&inner.log, cutoff, Timestamp(at), |index, records| {
+                    let mut tickets = Vec::with_capacity(records.len());
+                    for record in records {
+                        tickets.push(inner.log.append(record)?);
+                    }
+                    for ticket in tickets {
+                        ticket.wait()?;
+                    }
+                    inner.apply_all(index, &mut publications)
+                })
+            });
+        inner.publish_after(index, publications);
+        let removed = removed?;
         self.inner.counters.segments_expired.add(removed as u64);
         Ok(ExpireReport {
             segments_removed: removed,
@@ -1147,9 +1170,16 @@ impl Drop for Inner {
 
 impl Inner {
     /// Applies the shard's log to the index (up to and including `until`, or all that is
-    /// readable), publishing each record's live event: the only way records reach the index
-    /// while the engine is open, so no live event is ever skipped.
-    fn apply(&self, index: &mut Index, shard: ShardId, until: Option<Lsn>) -> Result<()> {
+    /// readable), adding each record's live event to `publications` (for
+    /// [`Inner::publish_after`]): the only way records reach the index while the engine is
+    /// open, so no live event is ever skipped.
+    fn apply(
+        &self,
+        index: &mut Index,
+        shard: ShardId,
+        until: Option<Lsn>,
+        publications: &mut Vec<Publication>,
+    ) -> Result<()> {
         let done = |index: &Index| until.is_some_and(|lsn| index.applied()[shard.0 as usize] > lsn);
         if done(index) {
             return Ok(());
@@ -1171,7 +1201,7 @@ impl Inner {
                 }
             };
             let records = index.apply_batch_observed(pos, &batch, |index, entry| {
-                self.publish(index, entry);
+                publications.extend(publication(index, entry));
             })?;
             self.counters.records_applied.add(records);
             self.counters.batches_applied.add(1);
@@ -1182,86 +1212,118 @@ impl Inner {
         Ok(())
     }
 
-    /// Applies everything readable in every shard.
-    fn apply_all(&self, index: &mut Index) -> Result<()> {
+    /// Applies everything readable in every shard (live events into `publications`).
+    fn apply_all(&self, index: &mut Index, publications: &mut Vec<Publication>) -> Result<()> {
         for shard in 0..self.log.shard_count() {
-            self.apply(index, ShardId(shard), None)?;
+            self.apply(index, ShardId(shard), None, publications)?;
         }
         Ok(())
     }
 
-    /// Publishes the live event of a record just applied; `index` is as it stands right after
-    /// it, so a group's members are the message's recipients.
-    fn publish(&self, index: &Index, entry: &Entry) {
-        let chat = entry.record.chat;
-        let Some(payload) = Payload::decode(entry.record.kind, &entry.record.payload) else {
+    /// Releases the index's write lock, then publishes `publications` (what the apply under it
+    /// decided). The publishing lock is taken before the index lock is released, so the
+    /// events of consecutive applies go out in apply order (per chat in seq order), while
+    /// senders and readers need not wait for the hub's wake-ups to take the index again.
+    fn publish_after(
+        &self,
+        index: parking_lot::RwLockWriteGuard<'_, Index>,
+        publications: Vec<Publication>,
+    ) {
+        if publications.is_empty() {
             return;
-        };
-        let (event, except, extra) = match payload {
-            Payload::Message(message) => {
-                let except = Some((message.sender, message.sender_device));
-                let view = MessageView {
-                    lsn: entry.lsn,
-                    timestamp: entry.record.timestamp,
-                    deleted: false,
-                    message,
-                };
-                let event = Event::Message {
-                    chat,
-                    message: Arc::new(view),
-                };
-                (event, except, Vec::new())
-            }
-            Payload::Receipt(receipt) => {
-                let event = Event::Receipt {
-                    chat,
-                    user: receipt.user,
-                    device: receipt.device,
-                    kind: receipt.kind,
-                    up_to: Seq(receipt.up_to.0.min(index.head(chat).0)),
-                    timestamp: entry.record.timestamp,
-                };
-                (event, Some((receipt.user, receipt.device)), Vec::new())
-            }
-            Payload::Tombstone(tombstone) => {
-                let event = Event::Deleted {
-                    chat,
-                    seq: tombstone.seq,
-                    by: tombstone.by,
-                };
-                (event, None, Vec::new())
-            }
-            Payload::Expiry(expiry) => {
-                let event = Event::ChatTtl {
-                    chat,
-                    ttl_ms: expiry.ttl_ms,
-                    by: expiry.by,
-                };
-                (event, None, Vec::new())
-            }
-            // Snapshots restate what subscribers already know.
-            Payload::Snapshot(_) => return,
-            Payload::GroupChange(change) => {
-                // Removed users learn it too.
-                let extra = if change.op == GroupOp::Remove {
-                    change.users.clone()
-                } else {
-                    Vec::new()
-                };
-                let event = Event::Group {
-                    chat,
-                    op: change.op,
-                    by: change.by,
-                    users: change.users,
-                };
-                (event, None, extra)
-            }
-        };
-        let users = chat_users(index, chat);
-        self.hub
-            .publish(users.into_iter().chain(extra), except, &event);
+        }
+        let _turn = self.publishing.lock();
+        drop(index);
+        for publication in publications {
+            self.hub
+                .publish(publication.users, publication.except, &publication.event);
+        }
     }
+}
 
+/// A record's live event and who receives it, decided while applying the record (the index as
+/// it stands right after it: a group's members are the message's recipients), published once
+/// the index lock is released.
+pub(crate) struct Publication {
+    users: Vec<UserId>,
+    except: Option<(UserId, DeviceId)>,
+    event: Event,
+}
+
+/// The live event of a record just applied, if it has one.
+fn publication(index: &Index, entry: &Entry) -> Option<Publication> {
+    let chat = entry.record.chat;
+    let payload = Payload::decode(entry.record.kind, &entry.record.payload)?;
+    let (event, except, extra) = match payload {
+        Payload::Message(message) => {
+            let except = Some((message.sender, message.sender_device));
+            let view = MessageView {
+                lsn: entry.lsn,
+                timestamp: entry.record.timestamp,
+                deleted: false,
+                message,
+            };
+            let event = Event::Message {
+                chat,
+                message: Arc::new(view),
+            };
+            (event, except, Vec::new())
+        }
+        Payload::Receipt(receipt) => {
+            let event = Event::Receipt {
+                chat,
+                user: receipt.user,
+                device: receipt.device,
+                kind: receipt.kind,
+                up_to: Seq(receipt.up_to.0.min(index.head(chat).0)),
+                timestamp: entry.record.timestamp,
+            };
+            (event, Some((receipt.user, receipt.device)), Vec::new())
+        }
+        Payload::Tombstone(tombstone) => {
+            let event = Event::Deleted {
+                chat,
+                seq: tombstone.seq,
+                by: tombstone.by,
+            };
+            (event, None, Vec::new())
+        }
+        Payload::Expiry(expiry) => {
+            let event = Event::ChatTtl {
+                chat,
+                ttl_ms: expiry.ttl_ms,
+                by: expiry.by,
+            };
+            (event, None, Vec::new())
+        }
+        // Snapshots restate what subscribers already know.
+        Payload::Snapshot(_) => return None,
+        Payload::GroupChange(change) => {
+            // Removed users learn it too.
+            let extra = if change.op == GroupOp::Remove {
+                change.users.clone()
+            } else {
+                Vec::new()
+            };
+            let event = Event::Group {
+                chat,
+                op: change.op,
+                by: change.by,
+                users: change.users,
+            };
+            (event, None, extra)
+        }
+    };
+    let mut users = chat_users(index, chat);
+    users.extend(extra);
+    Some(Publication {
+        users,
+        except,
+        event,
+    })
+}
+
+impl Inner {
     /// Tells the user's 1:1 partners that they came online or went offline.
     fn publish_presence(&self, user: UserId, presence: Presence) {
         let partners: Vec<UserId> = {

@@ -2,7 +2,7 @@
 //! targets, and SQLite storing the same group messages the usual way, in one process and run.
 //!
 //! ```text
-//! cargo run --release -p missive-benches --bin engine_compare -- [--quick] [--secs 3]
+//! cargo run --release -p missive-benches --bin engine_compare -- [--quick] [--secs 3] [--rate 50000] [--one-to-one]
 //! ```
 //!
 //! 1. **1:1 send → subscriber.** On a tokio runtime with a worker per core: 64 recipients, each
@@ -47,6 +47,8 @@ struct Args {
     secs: f64,
     rate: f64,
     quick: bool,
+    /// Only section 1 (for quick comparisons and `perf`).
+    one_to_one_only: bool,
 }
 
 fn args() -> AnyResult<Args> {
@@ -54,12 +56,14 @@ fn args() -> AnyResult<Args> {
         secs: 3.0,
         rate: 50_000.0,
         quick: false,
+        one_to_one_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--secs" => args.secs = it.next().ok_or("--secs S")?.parse()?,
             "--rate" => args.rate = it.next().ok_or("--rate N")?.parse()?,
+            "--one-to-one" => args.one_to_one_only = true,
             "--quick" => {
                 args.quick = true;
                 args.secs = 0.5;
@@ -492,6 +496,9 @@ fn main() -> AnyResult<()> {
         );
     }
 
+    if args.one_to_one_only {
+        return Ok(());
+    }
     println!(
         "\n## Group messages, {GROUPS} groups of {GROUP_SIZE} ({PRODUCERS_GROUP} producers)\n"
     );
