@@ -216,6 +216,7 @@ pub(crate) fn recover(
             file,
             len,
             batches: 0,
+            written_back: len,
         });
     }
     let shared = Arc::new(ShardShared {
@@ -324,7 +325,16 @@ struct Active {
     file: Arc<dyn StorageFile>,
     len: u64,
     batches: u64,
+    /// Where the last [`StorageFile::start_writeback`] stopped (see [`WRITEBACK_BYTES`]).
+    written_back: u64,
 }
+
+/// Under `Os` and `Interval`, the writer asks the OS to start writing the active segment's
+/// dirty pages back every this many bytes. It changes no promise (nothing is acknowledged as
+/// durable by it); it keeps the dirty bytes small, so the fsync that seals a segment (and an
+/// interval's fsync) waits for at most this much rather than a whole segment: sealing a
+/// 256 MiB segment written in 3 s, unpaced, stalled every shard's appends for ~0.5 s.
+const WRITEBACK_BYTES: u64 = 8 << 20;
 
 /// The shard's writer: owned by its thread, it alone touches the active segment.
 #[derive(Debug)]
@@ -501,8 +511,15 @@ impl Writer {
         match self.config.durability {
             Durability::Always => self.sync()?,
             Durability::Interval { .. } | Durability::Os => {
-                let active = self.active.as_ref().expect("written above");
+                let active = self.active.as_mut().expect("written above");
                 active.segment.publish(active.len);
+                if active.len - active.written_back >= WRITEBACK_BYTES {
+                    // Only a hint: a failure here changes nothing the fsync will not report.
+                    let _ = active
+                        .file
+                        .start_writeback(active.written_back, active.len - active.written_back);
+                    active.written_back = active.len;
+                }
             }
         }
         self.shared.head.store(self.next_lsn, Ordering::Release);
@@ -577,6 +594,7 @@ impl Writer {
             file: active.file,
             len: 0,
             batches: 0,
+            written_back: 0,
         });
         Ok(())
     }
@@ -625,6 +643,7 @@ impl Writer {
             file,
             len: 0,
             batches: 0,
+            written_back: 0,
         });
         self.last_sync = Instant::now();
         Ok(())

@@ -37,6 +37,10 @@ impl StorageFile for FsFile {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
+
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        super::os::start_writeback(&self.0, offset, len)
+    }
 }
 
 #[derive(Debug)]

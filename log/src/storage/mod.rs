@@ -7,6 +7,7 @@
 
 mod fs;
 mod mmap;
+mod os;
 mod sim;
 
 use std::fmt::Debug;
@@ -66,4 +67,11 @@ pub trait StorageFile: Send + Sync + Debug {
     }
     /// Truncates or extends the file.
     fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Asks the OS to start writing `len` bytes from `offset` back to the device, without
+    /// waiting (Linux: `sync_file_range(SYNC_FILE_RANGE_WRITE)`). A hint that makes nothing
+    /// durable: only [`StorageFile::sync_data`] does. The default does nothing.
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
 }
