@@ -73,7 +73,7 @@ pub struct Stats {
     pub checkpoints: u64,
     /// Log segments removed by retention.
     pub segments_expired: u64,
-    /// Failed background checkpoints or retention runs.
+    /// Failed background checkpoints, retention runs or segment index file writes.
     pub background_errors: u64,
     /// Times a subscription caught up from the index after lagging or a gap.
     pub catch_ups: u64,

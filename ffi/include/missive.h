@@ -536,7 +536,7 @@ typedef struct missive_stats {
      */
     uint64_t segments_expired;
     /**
-     * Failed background checkpoints or retention runs.
+     * Failed background checkpoints, retention runs or segment index file writes.
      */
     uint64_t background_errors;
     /**

@@ -266,7 +266,7 @@ pub struct missive_stats {
     pub checkpoints: u64,
     /// Log segments removed by retention.
     pub segments_expired: u64,
-    /// Failed background checkpoints or retention runs.
+    /// Failed background checkpoints, retention runs or segment index file writes.
     pub background_errors: u64,
     /// Times a subscription caught up from the index.
     pub catch_ups: u64,

@@ -17,7 +17,7 @@ use crate::codec::{
 use crate::dedup::{DEDUP_WINDOW_MS, Dedup, Sent, key_hash};
 use crate::error::{Error, Result};
 use crate::receipts::Receipts;
-use crate::segment_index::{self, RunTable, SegmentCache};
+use crate::segment_index::{self, RunTable, SegmentCache, UnwrittenSegmentIndex};
 use crate::tail::{TAIL_MESSAGES_MAX, TailCache, stored_view};
 
 /// A message as a query returns it.
@@ -339,14 +339,41 @@ impl Index {
             });
         }
         let home = &self.home;
-        segment_index::write(
-            &*home.storage,
-            &home.dir,
+        self.cache.sealed(
+            (&home.storage, &home.dir),
             self.log_id,
             shard,
             segment,
             &file,
         )
+    }
+
+    /// Whether sealing a segment leaves its index file to the caller (default: no, the file
+    /// is written when the segment seals, inside whatever call applied the batch that sealed
+    /// it). An embedder that applies under a lock sets it: the file of a 256 MiB segment takes
+    /// hundreds of milliseconds to encode, write and fsync, and every reader and writer of the
+    /// index would wait. Until written, the segment's index is kept in memory (queries read
+    /// it there); a crash before it is written only means rebuilding it from the log.
+    pub fn defer_segment_files(&mut self, defer: bool) {
+        self.cache.set_defer_writes(defer);
+    }
+
+    /// Whether segment index files wait to be written (one relaxed load).
+    pub fn has_unwritten_segment_files(&self) -> bool {
+        self.cache.has_unwritten()
+    }
+
+    /// The segment index files waiting to be written, oldest first: write each with
+    /// [`UnwrittenSegmentIndex::write`] (no lock on the index needed), then call
+    /// [`Index::segment_file_written`].
+    pub fn unwritten_segment_files(&self) -> Vec<UnwrittenSegmentIndex> {
+        self.cache.unwritten((&self.home.storage, &self.home.dir))
+    }
+
+    /// Records that `file` was written: its index becomes an ordinary cache entry.
+    pub fn segment_file_written(&self, file: &UnwrittenSegmentIndex) {
+        let (shard, segment) = file.segment();
+        self.cache.written(shard, segment);
     }
 
     fn apply(&mut self, pos: BatchPos, body: std::ops::Range<usize>, entry: &Entry) -> Result<()> {

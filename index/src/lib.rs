@@ -80,5 +80,5 @@ pub use checkpoint::{CHECKPOINT_VERSION, IndexConfig, OpenReport};
 pub use dedup::{DEDUP_CAPACITY, DEDUP_WINDOW_MS, Sent};
 pub use error::{Error, Result};
 pub use index::{InboxEntry, Index, MessageView, ReceiptCounts, Status};
-pub use segment_index::SEGMENT_INDEX_CACHE_MAX;
+pub use segment_index::{SEGMENT_INDEX_CACHE_MAX, UnwrittenSegmentIndex};
 pub use tail::{TAIL_CACHE_BYTES_MAX, TAIL_MESSAGES_MAX};

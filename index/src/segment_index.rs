@@ -25,6 +25,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use missive_log::{ChatId, Log, Lsn, RecordKind, ShardId, Storage};
@@ -275,6 +276,12 @@ type SegmentKey = (u32, u64);
 #[derive(Debug, Default)]
 pub(crate) struct SegmentCache {
     loaded: Mutex<Loaded>,
+    /// Whether sealing leaves writing the file to the owner ([`Index::defer_segment_files`]).
+    ///
+    /// [`Index::defer_segment_files`]: crate::Index::defer_segment_files
+    defer_writes: bool,
+    /// How many indexes wait to be written (a lock-free look for the owner's hot path).
+    unwritten_count: AtomicUsize,
 }
 
 /// The cache's indexes by segment, and the order they were loaded in.
@@ -282,11 +289,70 @@ pub(crate) struct SegmentCache {
 struct Loaded {
     by_segment: HashMap<SegmentKey, Arc<SegmentIndex>>,
     order: VecDeque<SegmentKey>,
+    /// Indexes of segments sealed since, whose files are not written yet: never evicted (a
+    /// query would otherwise rebuild them from the log), until written.
+    unwritten: HashMap<SegmentKey, Arc<SegmentIndex>>,
+}
+
+impl Loaded {
+    fn insert(&mut self, key: SegmentKey, index: Arc<SegmentIndex>) {
+        if self.by_segment.contains_key(&key) {
+            return;
+        }
+        if self.order.len() == SEGMENT_INDEX_CACHE_MAX
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.by_segment.remove(&oldest);
+        }
+        self.order.push_back(key);
+        self.by_segment.insert(key, index);
+    }
+}
+
+/// A segment's index file the index has not written yet (see
+/// [`Index::defer_segment_files`](crate::Index::defer_segment_files)): write it with
+/// [`UnwrittenSegmentIndex::write`], outside any lock on the index, then tell the index with
+/// [`Index::segment_file_written`](crate::Index::segment_file_written).
+#[derive(Clone)]
+pub struct UnwrittenSegmentIndex {
+    storage: Arc<dyn Storage>,
+    dir: PathBuf,
+    shard: u32,
+    segment: u64,
+    index: Arc<SegmentIndex>,
+}
+
+impl std::fmt::Debug for UnwrittenSegmentIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnwrittenSegmentIndex")
+            .field("shard", &self.shard)
+            .field("segment", &self.segment)
+            .field("bytes", &self.index.body.len())
+            .finish()
+    }
+}
+
+impl UnwrittenSegmentIndex {
+    /// The shard and segment (first LSN) it indexes.
+    pub fn segment(&self) -> (u32, u64) {
+        (self.shard, self.segment)
+    }
+
+    /// Writes the file (temporary name, fsync, rename, fsync of the folder).
+    pub fn write(&self) -> Result<()> {
+        let path = self.dir.join(file_name(self.shard, self.segment));
+        write_framed(&*self.storage, &path, MAGIC, VERSION, &self.index.body)
+    }
 }
 
 impl Clone for SegmentCache {
+    /// An empty cache with the same setting (a clone rebuilds from the log what it has not
+    /// written: nothing is lost, only time).
     fn clone(&self) -> SegmentCache {
-        SegmentCache::default()
+        SegmentCache {
+            defer_writes: self.defer_writes,
+            ..SegmentCache::default()
+        }
     }
 }
 
@@ -309,8 +375,11 @@ impl SegmentCache {
         segment: u64,
     ) -> Result<Arc<SegmentIndex>> {
         let key = (shard, segment);
-        if let Some(index) = self.loaded.lock().by_segment.get(&key) {
-            return Ok(Arc::clone(index));
+        {
+            let loaded = self.loaded.lock();
+            if let Some(index) = loaded.by_segment.get(&key).or(loaded.unwritten.get(&key)) {
+                return Ok(Arc::clone(index));
+            }
         }
         let path: PathBuf = dir.join(file_name(shard, segment));
         let storage = log.storage();
@@ -330,14 +399,77 @@ impl SegmentCache {
         if let Some(kept) = loaded.by_segment.get(&key) {
             return Ok(Arc::clone(kept));
         }
-        if loaded.order.len() == SEGMENT_INDEX_CACHE_MAX
-            && let Some(oldest) = loaded.order.pop_front()
-        {
-            loaded.by_segment.remove(&oldest);
-        }
-        loaded.order.push_back(key);
-        loaded.by_segment.insert(key, Arc::clone(&index));
+        loaded.insert(key, Arc::clone(&index));
         Ok(index)
+    }
+
+    /// A segment just sealed: its index, in memory (`chats` is what the file holds). Written
+    /// now, or, when writes are deferred, kept until the owner writes it.
+    pub(crate) fn sealed(
+        &self,
+        home: (&Arc<dyn Storage>, &Path),
+        log_id: u64,
+        shard: u32,
+        segment: u64,
+        chats: &BTreeMap<ChatId, Vec<Run>>,
+    ) -> Result<()> {
+        let body = Bytes::from(encode(log_id, shard, segment, chats));
+        let index = SegmentIndex::parse(body, log_id, shard, segment)
+            .expect("a freshly encoded segment index parses");
+        let unwritten = UnwrittenSegmentIndex {
+            storage: Arc::clone(home.0),
+            dir: home.1.to_path_buf(),
+            shard,
+            segment,
+            index: Arc::new(index),
+        };
+        let key = (shard, segment);
+        if self.defer_writes {
+            let mut loaded = self.loaded.lock();
+            if loaded.unwritten.insert(key, unwritten.index).is_none() {
+                self.unwritten_count.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(());
+        }
+        unwritten.write()?;
+        self.loaded.lock().insert(key, unwritten.index);
+        Ok(())
+    }
+
+    pub(crate) fn set_defer_writes(&mut self, defer: bool) {
+        self.defer_writes = defer;
+    }
+
+    pub(crate) fn has_unwritten(&self) -> bool {
+        self.unwritten_count.load(Ordering::Relaxed) > 0
+    }
+
+    /// The segment indexes waiting to be written, oldest segment first.
+    pub(crate) fn unwritten(&self, home: (&Arc<dyn Storage>, &Path)) -> Vec<UnwrittenSegmentIndex> {
+        let loaded = self.loaded.lock();
+        let mut files: Vec<UnwrittenSegmentIndex> = loaded
+            .unwritten
+            .iter()
+            .map(|(&(shard, segment), index)| UnwrittenSegmentIndex {
+                storage: Arc::clone(home.0),
+                dir: home.1.to_path_buf(),
+                shard,
+                segment,
+                index: Arc::clone(index),
+            })
+            .collect();
+        files.sort_by_key(|file| (file.segment, file.shard));
+        files
+    }
+
+    /// A deferred file was written: its index becomes an ordinary cache entry.
+    pub(crate) fn written(&self, shard: u32, segment: u64) {
+        let key = (shard, segment);
+        let mut loaded = self.loaded.lock();
+        if let Some(index) = loaded.unwritten.remove(&key) {
+            self.unwritten_count.fetch_sub(1, Ordering::Relaxed);
+            loaded.insert(key, index);
+        }
     }
 
     /// Forgets a segment (retention removed it).
@@ -345,6 +477,9 @@ impl SegmentCache {
         let mut loaded = self.loaded.lock();
         if loaded.by_segment.remove(&(shard, segment)).is_some() {
             loaded.order.retain(|key| *key != (shard, segment));
+        }
+        if loaded.unwritten.remove(&(shard, segment)).is_some() {
+            self.unwritten_count.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }

@@ -263,3 +263,74 @@ fn missing_or_damaged_segment_index_files_are_rebuilt_from_the_log() {
             .unwrap()
     );
 }
+
+#[test]
+fn deferred_segment_index_files_answer_from_memory_until_written() {
+    let disk = SimStorage::new();
+    // The same traffic applied twice: once writing files as segments seal, once deferring.
+    let (log, eager) = fixture(&disk, "/log", 60);
+    let storage = log.storage();
+    let idx_files = |dir: &str| -> Vec<String> {
+        let mut names: Vec<String> = storage
+            .list_dir(Path::new(dir))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|name| name.starts_with("seg-") && name.ends_with(".idx"))
+            .collect();
+        names.sort();
+        names
+    };
+    let written = idx_files("/index");
+    assert!(
+        written.len() >= 2,
+        "the fixture seals segments: {written:?}"
+    );
+    let mut deferred = Index::empty(&log, Path::new("/deferred"));
+    deferred.defer_segment_files(true);
+    deferred.catch_up(&log).unwrap();
+    assert_eq!(deferred, eager);
+    // Nothing on disk yet, and every sealed segment waits.
+    assert!(idx_files("/deferred").is_empty());
+    assert!(deferred.has_unwritten_segment_files());
+    let unwritten = deferred.unwritten_segment_files();
+    assert_eq!(unwritten.len(), written.len());
+    let chats = [
+        ChatId::group(7),
+        ChatId::direct(UserId(1), UserId(2)),
+        ChatId::direct(UserId(1), UserId(3)),
+    ];
+    let answers = |index: &Index| -> Vec<Vec<(u64, Bytes)>> {
+        chats
+            .iter()
+            .map(|chat| {
+                index
+                    .latest(&log, *chat, 100, Timestamp(0))
+                    .unwrap()
+                    .into_iter()
+                    .map(|m| (m.message.seq.0, m.message.body))
+                    .collect()
+            })
+            .collect()
+    };
+    let expected = answers(&eager);
+    assert_eq!(expected.iter().map(Vec::len).sum::<usize>(), 60);
+    // Answered from memory: still no file (a rebuild from the log would have written one).
+    assert_eq!(answers(&deferred), expected);
+    assert!(idx_files("/deferred").is_empty());
+    // Written by the owner: the same files, byte for byte, as written at sealing.
+    for file in &unwritten {
+        file.write().unwrap();
+        deferred.segment_file_written(file);
+    }
+    assert!(!deferred.has_unwritten_segment_files());
+    assert!(deferred.unwritten_segment_files().is_empty());
+    assert_eq!(idx_files("/deferred"), written);
+    for name in &written {
+        assert_eq!(
+            disk.file_content(&Path::new("/deferred").join(name)),
+            disk.file_content(&Path::new("/index").join(name)),
+            "{name}"
+        );
+    }
+    assert_eq!(answers(&deferred), expected);
+}
