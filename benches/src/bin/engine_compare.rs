@@ -2,7 +2,7 @@
 //! targets, and SQLite storing the same group messages the usual way, in one process and run.
 //!
 //! ```text
-//! cargo run --release -p missive-benches --bin engine_compare -- [--quick] [--secs 3] [--rate 50000] [--one-to-one]
+//! cargo run --release -p missive-benches --bin engine_compare -- [--quick] [--secs 3] [--rate 50000] [--one-to-one] [--per-second]
 //! ```
 //!
 //! 1. **1:1 send → subscriber.** On a tokio runtime with a worker per core: 64 recipients, each
@@ -49,6 +49,8 @@ struct Args {
     quick: bool,
     /// Only section 1 (for quick comparisons and `perf`).
     one_to_one_only: bool,
+    /// Section 1's latency per second of sending, on stderr.
+    per_second: bool,
 }
 
 fn args() -> AnyResult<Args> {
@@ -57,6 +59,7 @@ fn args() -> AnyResult<Args> {
         rate: 50_000.0,
         quick: false,
         one_to_one_only: false,
+        per_second: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -64,6 +67,7 @@ fn args() -> AnyResult<Args> {
             "--secs" => args.secs = it.next().ok_or("--secs S")?.parse()?,
             "--rate" => args.rate = it.next().ok_or("--rate N")?.parse()?,
             "--one-to-one" => args.one_to_one_only = true,
+            "--per-second" => args.per_second = true,
             "--quick" => {
                 args.quick = true;
                 args.secs = 0.5;
@@ -111,6 +115,21 @@ struct LiveResult {
     elapsed: Duration,
     latency: Latency,
     p999_ns: u64,
+    /// Latency per second of sending.
+    seconds: Vec<Latency>,
+}
+
+impl LiveResult {
+    /// The worst p99 of any whole second (a partial last second aside).
+    fn worst_second_p99(&self) -> u64 {
+        let whole = self.seconds.len().saturating_sub(1).max(1);
+        self.seconds
+            .iter()
+            .take(whole)
+            .map(|s| s.p99_ns)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// Producer tasks of section 1 (unpaced), and senders of its paced arrivals.
@@ -234,7 +253,7 @@ fn one_to_one(secs: f64, load: Load) -> AnyResult<LiveResult> {
                         Ok(Ok(Event::Message { message, .. })) => {
                             let body = &message.message.body;
                             let sent = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
-                            samples.push(nanos(base.elapsed()).saturating_sub(sent));
+                            samples.push((sent, nanos(base.elapsed()).saturating_sub(sent)));
                             received.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok(Ok(_)) => {}
@@ -301,10 +320,19 @@ fn one_to_one(secs: f64, load: Load) -> AnyResult<LiveResult> {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         stop.store(true, Ordering::Relaxed);
-        let mut samples = Vec::new();
+        let mut timed = Vec::new();
         for reader in readers {
-            samples.extend(reader.await?);
+            timed.extend(reader.await?);
         }
+        // Per second of sending (by when each message was sent): a stall shows as one bad
+        // second among good ones.
+        timed.sort_unstable();
+        let mut seconds = Vec::new();
+        for second in timed.chunk_by(|a, b| a.0 / 1_000_000_000 == b.0 / 1_000_000_000) {
+            let mut latencies: Vec<u64> = second.iter().map(|&(_, latency)| latency).collect();
+            seconds.push(Latency::from_samples(&mut latencies));
+        }
+        let mut samples: Vec<u64> = timed.iter().map(|&(_, latency)| latency).collect();
         let latency = Latency::from_samples(&mut samples);
         let p999_ns = missive_benches::stats::percentile(&samples, 0.999);
         Ok::<LiveResult, Box<dyn std::error::Error>>(LiveResult {
@@ -313,6 +341,7 @@ fn one_to_one(secs: f64, load: Load) -> AnyResult<LiveResult> {
             elapsed,
             latency,
             p999_ns,
+            seconds,
         })
     })?;
     let stats = engine.stats();
@@ -473,8 +502,10 @@ fn main() -> AnyResult<()> {
         "\n## 1:1 send → subscriber ({RECIPIENTS} subscribed recipients, {PRODUCER_TASKS} \
          producer tasks on {workers} tokio workers, `Os`)\n"
     );
-    println!("| load | sent | received | throughput | p50 | p99 | p99.9 | max |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| load | sent | received | throughput | p50 | p99 | p99.9 | max | worst second's p99 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     let paced = one_to_one(args.secs, Load::Tasks(args.rate))?;
     let even = one_to_one(args.secs, Load::Arrivals(args.rate))?;
     let unpaced = one_to_one(args.secs, Load::Unpaced)?;
@@ -484,7 +515,7 @@ fn main() -> AnyResult<()> {
         (Load::Unpaced, &unpaced),
     ] {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             load.label(),
             r.sent,
             r.received,
@@ -493,7 +524,20 @@ fn main() -> AnyResult<()> {
             fmt_ns(r.latency.p99_ns),
             fmt_ns(r.p999_ns),
             fmt_ns(r.latency.max_ns),
+            fmt_ns(r.worst_second_p99()),
         );
+        if args.per_second {
+            for (second, l) in r.seconds.iter().enumerate() {
+                eprintln!(
+                    "{} second {second}: {} messages, p50 {}, p99 {}, max {}",
+                    load.label(),
+                    l.count,
+                    fmt_ns(l.p50_ns),
+                    fmt_ns(l.p99_ns),
+                    fmt_ns(l.max_ns)
+                );
+            }
+        }
     }
 
     if args.one_to_one_only {
