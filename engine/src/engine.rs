@@ -77,10 +77,16 @@ pub(crate) struct Inner {
     publishing: Mutex<()>,
     /// Held while segment index files are written (see [`Inner::write_segment_files`]), and by
     /// retention, so a file is never written for a segment retention just removed.
-    segment_files: Mutex<()>,
+    segment_files: Arc<Mutex<()>>,
     /// Whether a thread is writing segment index files (see
     /// [`Inner::write_segment_files_behind`]).
     segment_files_writer: AtomicBool,
+    /// The latest such thread, joined by `close`.
+    segment_files_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Held from encoding a checkpoint to having written it (see [`Engine::checkpoint`]), and
+    /// by retention and `close`, which checkpoint too. Taken before `segment_files` and the
+    /// index.
+    checkpointing: Mutex<()>,
     pub(crate) hub: Hub<Event>,
     pub(crate) counters: Counters,
     opened: OpenStats,
@@ -241,8 +247,10 @@ impl Engine {
                 log,
                 appliers,
                 publishing: Mutex::new(()),
-                segment_files: Mutex::new(()),
+                segment_files: Arc::new(Mutex::new(())),
                 segment_files_writer: AtomicBool::new(false),
+                segment_files_thread: Mutex::new(None),
+                checkpointing: Mutex::new(()),
                 index: RwLock::new(index),
                 sequencers,
                 hub,
@@ -378,24 +386,35 @@ impl Engine {
         }
         self.inner.hub.close();
         self.inner.log.sync()?;
+        let _checkpointing = self.inner.checkpointing.lock();
         let mut index = self.inner.index.write();
         // The hub is closed: nothing is published.
         self.inner.apply_all(&mut index, &mut Vec::new())?;
         index.checkpoint()?;
         drop(index);
-        self.inner.write_segment_files(true)
+        self.inner.write_segment_files(true)?;
+        let writer = self.inner.segment_files_thread.lock().take();
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+        Ok(())
     }
 
     /// Writes an index checkpoint now (the background task does it every
     /// [`Config::checkpoint_interval`]).
     pub fn checkpoint(&self) -> Result<()> {
         self.check_open()?;
+        // One checkpoint at a time, each written whole before the next is encoded: a later
+        // one never loses to an earlier one.
+        let _checkpointing = self.inner.checkpointing.lock();
         let mut index = self.inner.index.write();
         let mut publications = Vec::new();
         let applied = self.inner.apply_all(&mut index, &mut publications);
-        let checkpoint = applied.and_then(|()| Ok(index.checkpoint()?));
+        // Encoded under the lock, written after it: writing and fsyncing the file (~1 s for
+        // 10 M messages) does not hold up senders.
+        let encoded = applied.map(|()| index.encode_checkpoint());
         self.inner.publish_after(index, publications);
-        checkpoint?;
+        encoded?.write()?;
         self.inner.write_segment_files(true)?;
         self.inner.counters.checkpoints.add(1);
         Ok(())
@@ -1143,6 +1162,9 @@ impl Engine {
             .map(|sequencer| sequencer.lock().newest)
             .fold(now.0, u64::max);
         let inner = &self.inner;
+        // Retention checkpoints before it deletes segments: no checkpoint encoded earlier may
+        // be written after that one (lock order: checkpointing, segment files, index).
+        let _checkpointing = inner.checkpointing.lock();
         let files = inner.segment_files.lock();
         let mut index = inner.index.write();
         let mut publications = Vec::new();
@@ -1270,26 +1292,54 @@ impl Inner {
         if inner.segment_files_writer.swap(true, Ordering::AcqRel) {
             return;
         }
-        let writer = Arc::clone(inner);
+        // The engine is held only for moments, never while a file is written: dropping the
+        // last handle releases the engine (and its folder) at once. A file this thread then
+        // still writes is the same bytes a reopened engine would write, checksummed, and
+        // pruned at the next open if its segment is gone meanwhile.
+        let weak = Arc::downgrade(inner);
         let spawned = std::thread::Builder::new()
             .name("missive-segment-files".into())
             .spawn(move || {
-                loop {
-                    if writer.write_segment_files(true).is_err() {
-                        writer.counters.background_errors.add(1);
+                let live = || {
+                    weak.upgrade()
+                        .filter(|inner| !inner.closed.load(Ordering::Acquire))
+                };
+                while let Some(lock) = live().map(|inner| Arc::clone(&inner.segment_files)) {
+                    let writing = lock.lock();
+                    let Some(files) =
+                        live().map(|inner| inner.index.read().unwritten_segment_files())
+                    else {
+                        break;
+                    };
+                    for file in &files {
+                        let written = file.write();
+                        let Some(inner) = weak.upgrade() else { break };
+                        match written {
+                            Ok(()) => inner.index.read().segment_file_written(file),
+                            Err(_) => inner.counters.background_errors.add(1),
+                        }
                     }
-                    writer.segment_files_writer.store(false, Ordering::Release);
+                    drop(writing);
+                    let Some(inner) = weak.upgrade() else { break };
+                    inner.segment_files_writer.store(false, Ordering::Release);
                     // A segment sealed while the flag was still up is this thread's to write.
-                    if !writer.index.read().has_unwritten_segment_files()
-                        || writer.segment_files_writer.swap(true, Ordering::AcqRel)
-                    {
+                    let again = !inner.closed.load(Ordering::Acquire)
+                        && inner.index.read().has_unwritten_segment_files()
+                        && !inner.segment_files_writer.swap(true, Ordering::AcqRel);
+                    if !again {
                         break;
                     }
                 }
             });
-        if spawned.is_err() {
-            inner.segment_files_writer.store(false, Ordering::Release);
-            let _ = inner.write_segment_files(false);
+        match spawned {
+            Ok(thread) => {
+                // The previous thread, if any, has cleared the flag: it is ending.
+                *inner.segment_files_thread.lock() = Some(thread);
+            }
+            Err(_) => {
+                inner.segment_files_writer.store(false, Ordering::Release);
+                let _ = inner.write_segment_files(false);
+            }
         }
     }
 

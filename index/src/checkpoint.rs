@@ -33,9 +33,10 @@
 //! other version is rejected and the index rebuilt from the log.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use missive_log::{ChatId, DeviceId, Log, Lsn, ShardId, UserId};
+use missive_log::{ChatId, DeviceId, Log, Lsn, ShardId, Storage, UserId};
 
 use crate::chat::{ActiveRuns, Chat, Extra, Role, Run, SealedSpan, Spans, direct_side};
 use crate::chunked::ChunkedMap;
@@ -44,6 +45,45 @@ use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::receipts::{Receipts, delivered_chat, delivered_key};
 use crate::wire::{Framed, RUN_BYTES, Reader, Writer, read_framed, write_framed};
+
+/// An encoded checkpoint, from [`Index::encode_checkpoint`].
+pub struct Checkpoint {
+    storage: Arc<dyn Storage>,
+    path: PathBuf,
+    body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("path", &self.path)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+impl Checkpoint {
+    /// Writes it atomically: temp file, fsync, rename, fsync the folder.
+    pub fn write(self) -> Result<()> {
+        write_framed(
+            &*self.storage,
+            &self.path,
+            MAGIC,
+            CHECKPOINT_VERSION,
+            &self.body,
+        )
+    }
+
+    /// The encoded body's length in bytes.
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Whether the body is empty (never: it names at least the log).
+    pub fn is_empty(&self) -> bool {
+        self.body.is_empty()
+    }
+}
 
 /// The checkpoint format version this build writes and reads.
 pub const CHECKPOINT_VERSION: u16 = 8;
@@ -116,15 +156,21 @@ impl Index {
     }
 
     /// Writes the index to its folder atomically: temp file, fsync, rename, fsync the folder.
+    /// The same as [`Index::encode_checkpoint`] then [`Checkpoint::write`].
     pub fn checkpoint(&self) -> Result<()> {
-        let path = self.home.dir.join(FILE);
-        write_framed(
-            &*self.home.storage,
-            &path,
-            MAGIC,
-            CHECKPOINT_VERSION,
-            &self.encode_body(),
-        )
+        self.encode_checkpoint().write()
+    }
+
+    /// The checkpoint of the index as it is now, encoded but not written: an embedder that
+    /// guards the index with a lock encodes under it and writes after releasing it (writing
+    /// and fsyncing a 100 MiB checkpoint takes far longer than encoding it). Write the newest
+    /// last: a later [`Checkpoint::write`] replaces an earlier one.
+    pub fn encode_checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            storage: Arc::clone(&self.home.storage),
+            path: self.home.dir.join(FILE),
+            body: self.encode_body(),
+        }
     }
 
     fn encode_body(&self) -> Vec<u8> {

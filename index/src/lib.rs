@@ -76,7 +76,7 @@ mod tail;
 mod wire;
 
 pub use chat::Role;
-pub use checkpoint::{CHECKPOINT_VERSION, IndexConfig, OpenReport};
+pub use checkpoint::{CHECKPOINT_VERSION, Checkpoint, IndexConfig, OpenReport};
 pub use dedup::{DEDUP_CAPACITY, DEDUP_WINDOW_MS, Sent};
 pub use error::{Error, Result};
 pub use index::{InboxEntry, Index, MessageView, ReceiptCounts, Status};
