@@ -370,7 +370,7 @@ impl Index {
         self.cache.unwritten((&self.home.storage, &self.home.dir))
     }
 
-    /// Records that `file` was written: its index becomes an ordinary cache entry.
+    /// Records that `file` was written: its in-memory index is let go (queries map the file).
     pub fn segment_file_written(&self, file: &UnwrittenSegmentIndex) {
         let (shard, segment) = file.segment();
         self.cache.written(shard, segment);

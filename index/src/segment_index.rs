@@ -403,8 +403,8 @@ impl SegmentCache {
         Ok(index)
     }
 
-    /// A segment just sealed: its index, in memory (`chats` is what the file holds). Written
-    /// now, or, when writes are deferred, kept until the owner writes it.
+    /// A segment just sealed (`chats` is what its file holds): the file is written now, or,
+    /// when writes are deferred, its index is kept in memory until the owner writes it.
     pub(crate) fn sealed(
         &self,
         home: (&Arc<dyn Storage>, &Path),
@@ -413,26 +413,22 @@ impl SegmentCache {
         segment: u64,
         chats: &BTreeMap<ChatId, Vec<Run>>,
     ) -> Result<()> {
-        let body = Bytes::from(encode(log_id, shard, segment, chats));
-        let index = SegmentIndex::parse(body, log_id, shard, segment)
-            .expect("a freshly encoded segment index parses");
-        let unwritten = UnwrittenSegmentIndex {
-            storage: Arc::clone(home.0),
-            dir: home.1.to_path_buf(),
-            shard,
-            segment,
-            index: Arc::new(index),
-        };
-        let key = (shard, segment);
-        if self.defer_writes {
-            let mut loaded = self.loaded.lock();
-            if loaded.unwritten.insert(key, unwritten.index).is_none() {
-                self.unwritten_count.fetch_add(1, Ordering::Relaxed);
-            }
-            return Ok(());
+        let body = encode(log_id, shard, segment, chats);
+        if !self.defer_writes {
+            // Not cached: a query maps the file (page cache, shared), not a heap copy.
+            let path = home.1.join(file_name(shard, segment));
+            return write_framed(&**home.0, &path, MAGIC, VERSION, &body);
         }
-        unwritten.write()?;
-        self.loaded.lock().insert(key, unwritten.index);
+        let index = SegmentIndex::parse(Bytes::from(body), log_id, shard, segment)
+            .expect("a freshly encoded segment index parses");
+        let mut loaded = self.loaded.lock();
+        if loaded
+            .unwritten
+            .insert((shard, segment), Arc::new(index))
+            .is_none()
+        {
+            self.unwritten_count.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -462,13 +458,18 @@ impl SegmentCache {
         files
     }
 
-    /// A deferred file was written: its index becomes an ordinary cache entry.
+    /// A deferred file was written: its in-memory index is let go.
     pub(crate) fn written(&self, shard: u32, segment: u64) {
-        let key = (shard, segment);
-        let mut loaded = self.loaded.lock();
-        if let Some(index) = loaded.unwritten.remove(&key) {
+        // Dropped rather than cached: the in-memory copy is heap, and a query maps the file
+        // now (page cache, shared with the OS).
+        if self
+            .loaded
+            .lock()
+            .unwritten
+            .remove(&(shard, segment))
+            .is_some()
+        {
             self.unwritten_count.fetch_sub(1, Ordering::Relaxed);
-            loaded.insert(key, index);
         }
     }
 
