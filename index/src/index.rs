@@ -849,6 +849,41 @@ impl Index {
             });
             dropped += before - chat.sealed.len();
         }
+        // Files of no live segment that no span names (written by a thread of a dropped engine
+        // after its segment was removed, or the temporary of a write a crash cut short).
+        let names = match self.home.storage.list_dir(&self.home.dir) {
+            Ok(names) => names,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(error) => {
+                return Err(Error::Io {
+                    op: "list",
+                    path: self.home.dir.clone(),
+                    source: error,
+                });
+            }
+        };
+        for name in names {
+            let Some((shard, segment)) = segment_index::parse_file_name(&name) else {
+                continue;
+            };
+            let orphan = name.ends_with(".tmp")
+                || live
+                    .get(shard as usize)
+                    .is_none_or(|segments| !segments.contains(&segment));
+            if orphan {
+                let path = self.home.dir.join(&name);
+                match self.home.storage.remove_file(&path) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::Io {
+                            op: "remove",
+                            path,
+                            source: error,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
         for (shard, segment) in gone {
             self.cache.forget(shard, segment);
             self.tails.clear();

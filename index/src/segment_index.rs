@@ -188,6 +188,19 @@ pub(crate) fn file_name(shard: u32, segment: u64) -> String {
     format!("seg-{shard:04}-{segment:020}.idx")
 }
 
+/// The shard and segment a segment index file (or its temporary, `.tmp`) is named for.
+pub(crate) fn parse_file_name(name: &str) -> Option<(u32, u64)> {
+    let stem = name
+        .strip_suffix(".idx")
+        .or_else(|| name.strip_suffix(".tmp"))?;
+    let (shard, segment) = stem.strip_prefix("seg-")?.split_once('-')?;
+    let digits = |s: &str, len| s.len() == len && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(shard, 4) || !digits(segment, 20) {
+        return None;
+    }
+    Some((shard.parse().ok()?, segment.parse().ok()?))
+}
+
 /// Writes a segment's index atomically (temp file, fsync, rename, fsync the folder).
 pub(crate) fn write(
     storage: &dyn Storage,
@@ -516,6 +529,27 @@ mod tests {
 
     fn runs(table: &RunTable) -> Vec<Run> {
         (0..table.len()).map(|at| table.get(at).unwrap()).collect()
+    }
+
+    #[test]
+    fn file_names_round_trip() {
+        for (shard, segment) in [(0, 0), (3, 1_000_000), (9999, u64::MAX)] {
+            assert_eq!(
+                parse_file_name(&file_name(shard, segment)),
+                Some((shard, segment))
+            );
+            let temp = file_name(shard, segment).replace(".idx", ".tmp");
+            assert_eq!(parse_file_name(&temp), Some((shard, segment)));
+        }
+        for bad in [
+            "INDEX",
+            "seg-1-2.idx",
+            "seg-0000-1234.idx",
+            "seg-000a-00000000000000000001.idx",
+            "seg-0000-00000000000000000001.txt",
+        ] {
+            assert_eq!(parse_file_name(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -334,3 +334,48 @@ fn deferred_segment_index_files_answer_from_memory_until_written() {
     }
     assert_eq!(answers(&deferred), expected);
 }
+
+#[test]
+fn opening_removes_segment_files_of_no_live_segment_and_stale_temporaries() {
+    let disk = SimStorage::new();
+    let (log, _) = fixture(&disk, "/log", 60);
+    let storage = log.storage();
+    let dir = Path::new("/index");
+    let listed = || -> Vec<String> {
+        let mut names = storage.list_dir(dir).unwrap();
+        names.sort();
+        names
+    };
+    let before = listed();
+    let live = before
+        .iter()
+        .find(|name| name.starts_with("seg-") && name.ends_with(".idx"))
+        .expect("the fixture seals segments")
+        .clone();
+    // A file for a segment the log does not have, a temporary a crash left beside a live
+    // file, and files that are none of the index's.
+    let orphan = "seg-0001-00000000000999999999.idx";
+    let temp = live.replace(".idx", ".tmp");
+    for name in [orphan, temp.as_str(), "notes.txt", "seg-1-2.idx"] {
+        let file = storage.open(&dir.join(name), true).unwrap();
+        file.write_all_at(b"leftover", 0).unwrap();
+    }
+    let (index, _) = Index::open(&log, dir).unwrap();
+    let after = listed();
+    assert!(!after.contains(&orphan.to_owned()), "{after:?}");
+    assert!(!after.contains(&temp), "{after:?}");
+    for kept in ["notes.txt", "seg-1-2.idx"] {
+        assert!(after.contains(&kept.to_owned()), "{kept}: {after:?}");
+    }
+    // The live segment's file is kept and still answers.
+    assert!(after.contains(&live));
+    let total: usize = [
+        ChatId::group(7),
+        ChatId::direct(UserId(1), UserId(2)),
+        ChatId::direct(UserId(1), UserId(3)),
+    ]
+    .iter()
+    .map(|chat| index.latest(&log, *chat, 100, Timestamp(0)).unwrap().len())
+    .sum();
+    assert_eq!(total, 60);
+}
