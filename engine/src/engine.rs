@@ -1352,9 +1352,8 @@ impl Inner {
         index: parking_lot::RwLockWriteGuard<'_, Index>,
         publications: Vec<Publication>,
     ) {
-        if publications.is_empty() {
-            return;
-        }
+        // Taken even with nothing to publish: whoever applied this caller's record before it
+        // got the index may be publishing it still, and the caller returns only after that.
         let _turn = self.publishing.lock();
         drop(index);
         for publication in publications {
