@@ -871,35 +871,28 @@ impl Index {
                     .get(shard as usize)
                     .is_none_or(|segments| !segments.contains(&segment));
             if orphan {
-                let path = self.home.dir.join(&name);
-                match self.home.storage.remove_file(&path) {
-                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(Error::Io {
-                            op: "remove",
-                            path,
-                            source: error,
-                        });
-                    }
-                    _ => {}
-                }
+                self.remove_file_if_present(&self.home.dir.join(&name))?;
             }
         }
         for (shard, segment) in gone {
             self.cache.forget(shard, segment);
             self.tails.clear();
             let path = self.home.dir.join(segment_index::file_name(shard, segment));
-            match self.home.storage.remove_file(&path) {
-                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(Error::Io {
-                        op: "remove",
-                        path,
-                        source: error,
-                    });
-                }
-                _ => {}
-            }
+            self.remove_file_if_present(&path)?;
         }
         Ok(dropped)
+    }
+
+    /// Removes a file of the index's folder; one already gone is fine.
+    fn remove_file_if_present(&self, path: &Path) -> Result<()> {
+        match self.home.storage.remove_file(path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+                op: "remove",
+                path: path.to_path_buf(),
+                source: error,
+            }),
+            _ => Ok(()),
+        }
     }
 
     // ---- queries -------------------------------------------------------------------------

@@ -201,23 +201,10 @@ pub(crate) fn parse_file_name(name: &str) -> Option<(u32, u64)> {
     Some((shard.parse().ok()?, segment.parse().ok()?))
 }
 
-/// Writes a segment's index atomically (temp file, fsync, rename, fsync the folder).
-pub(crate) fn write(
-    storage: &dyn Storage,
-    dir: &Path,
-    log_id: u64,
-    shard: u32,
-    segment: u64,
-    chats: &BTreeMap<ChatId, Vec<Run>>,
-) -> Result<()> {
+/// Writes a segment's encoded index atomically (temp file, fsync, rename, fsync the folder).
+fn write(storage: &dyn Storage, dir: &Path, shard: u32, segment: u64, body: &[u8]) -> Result<()> {
     let path = dir.join(file_name(shard, segment));
-    write_framed(
-        storage,
-        &path,
-        MAGIC,
-        VERSION,
-        &encode(log_id, shard, segment, chats),
-    )
+    write_framed(storage, &path, MAGIC, VERSION, body)
 }
 
 /// Opens a segment's index file in place: `None` if it is missing or fails any check. The file
@@ -353,8 +340,13 @@ impl UnwrittenSegmentIndex {
 
     /// Writes the file (temporary name, fsync, rename, fsync of the folder).
     pub fn write(&self) -> Result<()> {
-        let path = self.dir.join(file_name(self.shard, self.segment));
-        write_framed(&*self.storage, &path, MAGIC, VERSION, &self.index.body)
+        write(
+            &*self.storage,
+            &self.dir,
+            self.shard,
+            self.segment,
+            &self.index.body,
+        )
     }
 }
 
@@ -400,8 +392,8 @@ impl SegmentCache {
             Some(index) => index,
             None => {
                 let chats = rebuild(log, shard, segment)?;
-                let _ = write(&**storage, dir, log.id(), shard, segment, &chats);
                 let body = Bytes::from(encode(log.id(), shard, segment, &chats));
+                let _ = write(&**storage, dir, shard, segment, &body);
                 SegmentIndex::parse(body, log.id(), shard, segment)
                     .expect("a freshly encoded segment index parses")
             }
@@ -429,8 +421,7 @@ impl SegmentCache {
         let body = encode(log_id, shard, segment, chats);
         if !self.defer_writes {
             // Not cached: a query maps the file (page cache, shared), not a heap copy.
-            let path = home.1.join(file_name(shard, segment));
-            return write_framed(&**home.0, &path, MAGIC, VERSION, &body);
+            return write(&**home.0, home.1, shard, segment, &body);
         }
         let index = SegmentIndex::parse(Bytes::from(body), log_id, shard, segment)
             .expect("a freshly encoded segment index parses");

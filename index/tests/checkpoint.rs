@@ -88,6 +88,26 @@ fn fixture(disk: &SimStorage, dir: &str, messages: u64) -> (Log, Index) {
     (log, index)
 }
 
+/// The fixture's chats' messages (seq, body), newest 100 of each, as `index` answers.
+fn answers(log: &Log, index: &Index) -> Vec<Vec<(u64, Bytes)>> {
+    let chats = [
+        ChatId::group(7),
+        ChatId::direct(UserId(1), UserId(2)),
+        ChatId::direct(UserId(1), UserId(3)),
+    ];
+    chats
+        .iter()
+        .map(|chat| {
+            index
+                .latest(log, *chat, 100, Timestamp(0))
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.message.seq.0, m.message.body))
+                .collect()
+        })
+        .collect()
+}
+
 /// The next seq of `chat`, from an index rebuilt for the purpose (the fixture is small).
 fn next_seq(log: &Log, chat: ChatId) -> u64 {
     let mut index = Index::empty(log, Path::new("/index"));
@@ -220,24 +240,7 @@ fn missing_or_damaged_segment_index_files_are_rebuilt_from_the_log() {
         .filter(|name| name.starts_with("seg-") && name.ends_with(".idx"))
         .collect();
     assert!(files.len() >= 2, "the fixture seals segments: {files:?}");
-    let chats = [
-        ChatId::group(7),
-        ChatId::direct(UserId(1), UserId(2)),
-        ChatId::direct(UserId(1), UserId(3)),
-    ];
-    let answers = |index: &Index| -> Vec<Vec<(u64, Bytes)>> {
-        chats
-            .iter()
-            .map(|chat| {
-                index
-                    .latest(&log, *chat, 100, Timestamp(0))
-                    .unwrap()
-                    .into_iter()
-                    .map(|m| (m.message.seq.0, m.message.body))
-                    .collect()
-            })
-            .collect()
-    };
+    let answers = |index: &Index| answers(&log, index);
     let (index, _) = Index::open(&log, Path::new("/index")).unwrap();
     let expected = answers(&index);
     assert_eq!(
@@ -294,24 +297,7 @@ fn deferred_segment_index_files_answer_from_memory_until_written() {
     assert!(deferred.has_unwritten_segment_files());
     let unwritten = deferred.unwritten_segment_files();
     assert_eq!(unwritten.len(), written.len());
-    let chats = [
-        ChatId::group(7),
-        ChatId::direct(UserId(1), UserId(2)),
-        ChatId::direct(UserId(1), UserId(3)),
-    ];
-    let answers = |index: &Index| -> Vec<Vec<(u64, Bytes)>> {
-        chats
-            .iter()
-            .map(|chat| {
-                index
-                    .latest(&log, *chat, 100, Timestamp(0))
-                    .unwrap()
-                    .into_iter()
-                    .map(|m| (m.message.seq.0, m.message.body))
-                    .collect()
-            })
-            .collect()
-    };
+    let answers = |index: &Index| answers(&log, index);
     let expected = answers(&eager);
     assert_eq!(expected.iter().map(Vec::len).sum::<usize>(), 60);
     // Answered from memory: still no file (a rebuild from the log would have written one).
@@ -369,13 +355,6 @@ fn opening_removes_segment_files_of_no_live_segment_and_stale_temporaries() {
     }
     // The live segment's file is kept and still answers.
     assert!(after.contains(&live));
-    let total: usize = [
-        ChatId::group(7),
-        ChatId::direct(UserId(1), UserId(2)),
-        ChatId::direct(UserId(1), UserId(3)),
-    ]
-    .iter()
-    .map(|chat| index.latest(&log, *chat, 100, Timestamp(0)).unwrap().len())
-    .sum();
+    let total: usize = answers(&log, &index).iter().map(Vec::len).sum();
     assert_eq!(total, 60);
 }
