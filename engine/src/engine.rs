@@ -88,9 +88,11 @@ pub(crate) struct Inner {
     /// index.
     checkpointing: Mutex<()>,
     pub(crate) hub: Hub<Event>,
-    pub(crate) counters: Counters,
+    /// Shared with the scrub thread, which holds no reference to the engine itself.
+    pub(crate) counters: Arc<Counters>,
     opened: OpenStats,
-    closed: AtomicBool,
+    /// Shared with the scrub thread, as `counters`.
+    closed: Arc<AtomicBool>,
     /// The latest time [`Engine::now`] returned (ms): reads never see time go back, so a message
     /// that disappeared stays gone when the clock steps back.
     now_max: AtomicU64,
@@ -254,9 +256,9 @@ impl Engine {
                 index: RwLock::new(index),
                 sequencers,
                 hub,
-                counters: Counters::default(),
+                counters: Arc::default(),
                 opened,
-                closed: AtomicBool::new(false),
+                closed: Arc::new(AtomicBool::new(false)),
                 now_max: AtomicU64::new(newest),
                 background: Mutex::new(None),
             }
@@ -331,32 +333,35 @@ impl Engine {
     }
 
     /// Verifies the stored batches on a thread of its own, a segment at a time, giving up as
-    /// soon as the engine closes or is dropped: it holds the engine only weakly between
-    /// segments (the scrub itself does not keep the log or its folder lock).
+    /// soon as the engine closes or is dropped. The thread never holds the engine, only its
+    /// counters and closed flag and a weak reference it counts but never upgrades (nor does
+    /// the scrub keep the log or its folder lock): were it to hold the engine for a moment
+    /// when the last handle is dropped, the engine would be dropped on this thread a little
+    /// later, and a reopen of the folder at once would find it still locked.
     fn start_scrub(&self) {
         let mut scrub = self.inner.log.scrub();
         let weak = Arc::downgrade(&self.inner);
+        let (counters, closed) = (
+            Arc::clone(&self.inner.counters),
+            Arc::clone(&self.inner.closed),
+        );
         let spawned = std::thread::Builder::new()
             .name("missive-scrub".into())
             .spawn(move || {
-                let open = || {
-                    weak.upgrade()
-                        .filter(|inner| !inner.closed.load(Ordering::Acquire))
-                };
+                let open = || weak.strong_count() > 0 && !closed.load(Ordering::Acquire);
                 let mut verified = 0;
-                loop {
-                    if open().is_none() {
+                while open() {
+                    let step = scrub.step();
+                    if !open() {
                         return;
                     }
-                    let step = scrub.step();
-                    let Some(inner) = open() else { return };
                     let bytes = scrub.report().bytes;
-                    inner.counters.scrubbed_bytes.add(bytes - verified);
+                    counters.scrubbed_bytes.add(bytes - verified);
                     verified = bytes;
                     match step {
                         Ok(true) => {}
-                        Ok(false) => return inner.counters.scrub_done.add(1),
-                        Err(_) => return inner.counters.scrub_errors.add(1),
+                        Ok(false) => return counters.scrub_done.add(1),
+                        Err(_) => return counters.scrub_errors.add(1),
                     }
                 }
             });
