@@ -66,11 +66,21 @@ pub(crate) struct SealedSpan {
     pub(crate) first_seq: u64,
     pub(crate) last_seq: u64,
     pub(crate) first_ts: u64,
-    /// The chat's entry in the directory of the segment's index file: a query reads it
-    /// directly instead of binary-searching a directory that is cold in memory (a dozen cache
-    /// and TLB misses per segment). Only a hint: checked against the chat id, and the
+    /// The chat's slot in the directory of the segment's index file and the index of its
+    /// first run there: together where its run table is, which a query reads directly instead
+    /// of binary-searching a directory that is cold in memory (a dozen cache and TLB misses
+    /// per segment). Only a hint: checked against the chat id at the table's head, and the
     /// directory is searched if it does not match.
     pub(crate) slot: u32,
+    pub(crate) first_run: u32,
+}
+
+impl SealedSpan {
+    /// Where the chat's run table should be in the segment's index file: its slot and first
+    /// run (see [`SegmentIndex::runs_of`](crate::segment_index::SegmentIndex::runs_of)).
+    pub(crate) fn table_hint(&self) -> (usize, usize) {
+        (self.slot as usize, self.first_run as usize)
+    }
 }
 
 /// A chat's sealed spans in seq order (one per sealed segment holding its messages). An idle
@@ -338,6 +348,7 @@ mod tests {
             last_seq: segment,
             first_ts: 0,
             slot: 0,
+            first_run: 0,
         };
         let mut spans = Spans::default();
         for segment in 1..=4 {

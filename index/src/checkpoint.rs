@@ -19,7 +19,8 @@
 //! its id (16), head (8), the two 1:1 read watermarks (8 each), the two 1:1 inline delivered
 //! watermarks (per side: device 4, seq 8; zeros when none), TTL (8), sealed-span count (4)
 //! and spans (segment, first seq, last seq, first timestamp: 8 each; the chat's slot in the
-//! segment index file's directory: 4), deleted count (4) and seqs
+//! segment index file's directory and the index of its first run there: 4 each), deleted
+//! count (4) and seqs
 //! (8 each), a member flag (1) and, for a group, member count (4) and members (user 8, role 1,
 //! join seq 8). Then group memberships: count (8) and (user 8, chat 16); group read watermarks:
 //! count (8) and (user 8, chat 16, seq 8); per shard the dedup memory: newest timestamp (8),
@@ -27,7 +28,9 @@
 //! kept inline (groups' and the other devices of a 1:1 chat's users): count (8) and (user 8,
 //! chat 16, device 4, seq 8). Maps are written in key order, so equal indexes give equal files.
 //!
-//! Version 8 keeps each span's directory slot (version 7 had none); version 7 keeps each 1:1
+//! Version 9 keeps each span's first run (segment index files of version 2 put a chat's table
+//! where slot and first run say); version 8 keeps each span's directory slot (version 7 had
+//! none); version 7 keeps each 1:1
 //! chat's users' lowest devices' delivered watermarks with the chat (version 6 had them all in
 //! the delivered list; version 5 stored the dedup memory as whole keys rather than hashes); any
 //! other version is rejected and the index rebuilt from the log.
@@ -86,7 +89,7 @@ impl Checkpoint {
 }
 
 /// The checkpoint format version this build writes and reads.
-pub const CHECKPOINT_VERSION: u16 = 8;
+pub const CHECKPOINT_VERSION: u16 = 9;
 
 const MAGIC: [u8; 8] = *b"MSVINDEX";
 const FILE: &str = "INDEX";
@@ -210,6 +213,7 @@ impl Index {
                     w.u64(value);
                 }
                 w.u32(span.slot);
+                w.u32(span.first_run);
             }
             w.u32(chat.deleted().len() as u32);
             for seq in chat.deleted() {
@@ -367,9 +371,9 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
         }
         let ttl_ms = r.u64()?;
         let mut sealed = Vec::new();
-        for _ in 0..r.count(36)? {
+        for _ in 0..r.count(40)? {
             let [segment, first_seq, last_seq, first_ts] = [r.u64()?, r.u64()?, r.u64()?, r.u64()?];
-            let slot = r.u32()?;
+            let (slot, first_run) = (r.u32()?, r.u32()?);
             if first_seq > last_seq || last_seq > head {
                 return None;
             }
@@ -379,6 +383,7 @@ fn decode_body(body: &[u8], index: &mut Index) -> Option<()> {
                 last_seq,
                 first_ts,
                 slot,
+                first_run,
             });
         }
         let deleted = (0..r.count(8)?)

@@ -5,7 +5,9 @@
 //! decoder checks lengths and enumerations, returning `None` for anything malformed.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use missive_log::{DeviceId, RecordKind, Seq, UserId};
+use std::ops::Range;
+
+use missive_log::{DeviceId, RecordKind, RecordRef, Seq, UserId};
 
 /// The payload format version this build writes and reads.
 pub const PAYLOAD_VERSION: u8 = 1;
@@ -120,7 +122,18 @@ impl Message {
 
     /// Decodes a payload; media and body share `payload`'s buffer.
     pub fn decode(payload: &Bytes) -> Option<Message> {
-        let mut buf = &payload[..];
+        Message::decode_with(payload, |range| payload.slice(range))
+    }
+
+    /// Decodes a payload read in place ([`Log::read_records`](missive_log::Log::read_records)):
+    /// media and body share the log's bytes, as with [`Message::decode`].
+    pub fn decode_record(record: &RecordRef<'_>) -> Option<Message> {
+        Message::decode_with(record.payload, |range| record.share(range))
+    }
+
+    /// Decodes `payload`, taking media and body through `share` (given their ranges in it).
+    fn decode_with(payload: &[u8], share: impl Fn(Range<usize>) -> Bytes) -> Option<Message> {
+        let mut buf = payload;
         if buf.len() < MESSAGE_FIXED || buf.get_u8() != PAYLOAD_VERSION {
             return None;
         }
@@ -142,8 +155,8 @@ impl Message {
         if seq.0 == 0 || media_len > MEDIA_REF_BYTES_MAX || buf.len() < media_len {
             return None;
         }
-        let media = payload.slice(MESSAGE_FIXED..MESSAGE_FIXED + media_len);
-        let body = payload.slice(MESSAGE_FIXED + media_len..);
+        let media = share(MESSAGE_FIXED..MESSAGE_FIXED + media_len);
+        let body = share(MESSAGE_FIXED + media_len..payload.len());
         Some(Message {
             seq,
             sender,

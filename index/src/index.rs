@@ -1,13 +1,13 @@
 //! The index: applies log records in LSN order and answers queries by reading a handful of
 //! batches back from the log.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use missive_log::{
-    BatchPos, ChatId, DecodedBatch, DeviceId, Entry, Log, Lsn, Record, RecordKind, SegmentInfo,
-    Seq, ShardId, Storage, Timestamp, UserId,
+    BatchPos, ChatId, DecodedBatch, DeviceId, Entry, Log, Lsn, Record, RecordKind, RecordRef,
+    SegmentInfo, Seq, ShardId, Storage, Timestamp, UserId,
 };
 
 use crate::chat::{ActiveRuns, Chat, Chats, Role, Run, SealedSpan, direct_side};
@@ -17,7 +17,7 @@ use crate::codec::{
 use crate::dedup::{DEDUP_WINDOW_MS, Dedup, Sent, key_hash};
 use crate::error::{Error, Result};
 use crate::receipts::Receipts;
-use crate::segment_index::{self, RunTable, SegmentCache, UnwrittenSegmentIndex};
+use crate::segment_index::{self, RunTable, SegmentCache, SegmentIndex, UnwrittenSegmentIndex};
 use crate::tail::{TAIL_MESSAGES_MAX, TailCache, stored_view};
 
 /// A message as a query returns it.
@@ -140,6 +140,40 @@ impl Runs<'_> {
     }
 }
 
+/// Runs a scan reads per group at most (the group's positions are kept in a vector).
+const SCAN_GROUP_MAX: usize = 128;
+
+/// What a scan reads: up to `limit` live messages of `chat` with seqs in `[low, high]`, walking
+/// in `direction`, as visible at `now`.
+#[derive(Clone, Copy, Debug)]
+struct Scan {
+    chat: ChatId,
+    low: u64,
+    high: u64,
+    limit: usize,
+    direction: Direction,
+    now: Timestamp,
+}
+
+impl Scan {
+    fn new(direction: Direction, chat: ChatId, (low, high): (u64, u64), limit: usize) -> Scan {
+        let now = Timestamp(u64::MAX);
+        Scan {
+            chat,
+            low,
+            high,
+            limit,
+            direction,
+            now,
+        }
+    }
+
+    /// As visible at `now` (messages past their TTL are left out).
+    fn at(self, now: Timestamp) -> Scan {
+        Scan { now, ..self }
+    }
+}
+
 /// Which way a scan walks a chat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Direction {
@@ -160,6 +194,9 @@ struct RunWalk<'a> {
     sources: std::vec::IntoIter<Option<&'a SealedSpan>>,
     /// The source being walked and the positions of its runs still to come, in walk order.
     runs: Option<(Runs<'a>, std::ops::Range<usize>)>,
+    /// Sealed spans taken from `sources` ahead of the walk, with their segments' index files,
+    /// whose tables are being loaded ([`RunWalk::open_ahead`]).
+    ahead: VecDeque<(&'a SealedSpan, Arc<SegmentIndex>)>,
 }
 
 impl<'a> RunWalk<'a> {
@@ -189,7 +226,36 @@ impl<'a> RunWalk<'a> {
             direction,
             sources: sources.into_iter(),
             runs: None,
+            ahead: VecDeque::new(),
         }
+    }
+
+    /// Opens, ahead of the walk, the next sealed spans that may hold `wanted` messages in
+    /// `[low, high]` (at most [`AHEAD_MAX`]; never past the active runs), and starts loading
+    /// their run tables together: a chat whose messages are spread over many segments then
+    /// waits for about one memory round trip per group of segments, not a few per segment.
+    fn open_ahead(&mut self, log: &Log, wanted: u64) -> Result<()> {
+        /// Spans opened ahead at most.
+        const AHEAD_MAX: usize = 32;
+        let (low, high) = (self.low, self.high);
+        let held = |span: &SealedSpan| {
+            (span.last_seq.min(high)).saturating_sub(span.first_seq.max(low)) + 1
+        };
+        let mut covered: u64 = self.ahead.iter().map(|(span, _)| held(span)).sum();
+        while covered < wanted && self.ahead.len() < AHEAD_MAX {
+            let Some(&Some(span)) = self.sources.as_slice().first() else {
+                break;
+            };
+            self.sources.next();
+            let index = self.index;
+            let file = index
+                .cache
+                .get(log, &index.home.dir, self.shard.0, span.segment)?;
+            file.prefetch_table(span.table_hint());
+            covered = covered.saturating_add(held(span));
+            self.ahead.push_back((span, file));
+        }
+        Ok(())
     }
 
     /// The next run, or `None` when the walk is over.
@@ -207,19 +273,21 @@ impl<'a> RunWalk<'a> {
                     None => self.runs = None,
                 }
             }
-            let Some(source) = self.sources.next() else {
-                return Ok(None);
-            };
             let index = self.index;
-            let runs = match source {
-                Some(span) => {
-                    let segment =
-                        index
-                            .cache
-                            .get(log, &index.home.dir, self.shard.0, span.segment)?;
-                    Runs::Table(segment.runs_of(self.chat, span.slot as usize))
+            let runs = if let Some((span, segment)) = self.ahead.pop_front() {
+                Runs::Table(segment.runs_of(self.chat, span.table_hint()))
+            } else {
+                match self.sources.next() {
+                    None => return Ok(None),
+                    Some(Some(span)) => {
+                        let segment =
+                            index
+                                .cache
+                                .get(log, &index.home.dir, self.shard.0, span.segment)?;
+                        Runs::Table(segment.runs_of(self.chat, span.table_hint()))
+                    }
+                    Some(None) => Runs::Memory(index.active[self.shard.0 as usize].of(self.chat)),
                 }
-                None => Runs::Memory(index.active[self.shard.0 as usize].of(self.chat)),
             };
             let from = runs.partition_point(|run| run.last_seq < self.low);
             let to = runs.partition_point(|run| run.first_seq <= self.high);
@@ -322,7 +390,10 @@ impl Index {
             .into_iter()
             .filter(|(_, runs)| !runs.is_empty())
             .collect();
+        let mut first_run = 0u32;
         for (slot, (id, runs)) in file.iter().enumerate() {
+            let runs_before = first_run;
+            first_run = first_run.saturating_add(runs.len() as u32);
             debug_assert_eq!(id.shard(shard_count).0, shard);
             debug_assert!(runs.iter().all(|run| run.segment == segment));
             let Some(chat) = self.chats.get_mut(*id) else {
@@ -334,8 +405,10 @@ impl Index {
                 first_seq: first.first_seq,
                 last_seq: last.last_seq,
                 first_ts: first.first_ts,
-                // The file's directory lists the chats in key order, as `file` holds them.
+                // The file's directory and tables list the chats in key order, as `file`
+                // holds them.
                 slot: slot as u32,
+                first_run: runs_before,
             });
         }
         let home = &self.home;
@@ -914,7 +987,10 @@ impl Index {
             return Ok(None);
         };
         // `now` 0: nothing has expired yet, so a message past its TTL is still found.
-        let stored = self.scan(log, chat, seq, seq, 1, Direction::Forward, Timestamp(0))?;
+        let stored = self.scan(
+            log,
+            Scan::new(Direction::Forward, chat, (seq, seq), 1).at(Timestamp(0)),
+        )?;
         Ok(stored
             .into_iter()
             .find(|view| {
@@ -974,7 +1050,10 @@ impl Index {
         now: Timestamp,
     ) -> Result<Option<MessageView>> {
         Ok(self
-            .scan(log, chat, seq.0, seq.0, 1, Direction::Forward, now)?
+            .scan(
+                log,
+                Scan::new(Direction::Forward, chat, (seq.0, seq.0), 1).at(now),
+            )?
             .pop())
     }
 
@@ -998,12 +1077,7 @@ impl Index {
         let want = n.max(TAIL_MESSAGES_MAX);
         let stored = self.scan(
             log,
-            chat,
-            1,
-            u64::MAX,
-            want,
-            Direction::Backward,
-            Timestamp(0),
+            Scan::new(Direction::Backward, chat, (1, u64::MAX), want).at(Timestamp(0)),
         )?;
         self.tails.fill(chat, state.head, &stored);
         let answered = self
@@ -1011,7 +1085,10 @@ impl Index {
             .latest(chat, state.head, n, |m| restyle(state, m, now));
         match answered {
             Some(answer) => Ok(answer),
-            None => self.scan(log, chat, 1, u64::MAX, n, Direction::Backward, now),
+            None => self.scan(
+                log,
+                Scan::new(Direction::Backward, chat, (1, u64::MAX), n).at(now),
+            ),
         }
     }
 
@@ -1027,7 +1104,10 @@ impl Index {
         if seq.0 <= 1 {
             return Ok(Vec::new());
         }
-        self.scan(log, chat, 1, seq.0 - 1, n, Direction::Backward, now)
+        self.scan(
+            log,
+            Scan::new(Direction::Backward, chat, (1, seq.0 - 1), n).at(now),
+        )
     }
 
     /// Up to `n` messages after `seq`, oldest first.
@@ -1041,12 +1121,13 @@ impl Index {
     ) -> Result<Vec<MessageView>> {
         self.scan(
             log,
-            chat,
-            seq.0.saturating_add(1),
-            u64::MAX,
-            n,
-            Direction::Forward,
-            now,
+            Scan::new(
+                Direction::Forward,
+                chat,
+                (seq.0.saturating_add(1), u64::MAX),
+                n,
+            )
+            .at(now),
         )
     }
 
@@ -1064,7 +1145,10 @@ impl Index {
         let pivot = self.first_at_or_after(log, chat, t)?;
         let mut out = self.before(log, chat, Seq(pivot), n / 2, now)?;
         let rest = n - out.len();
-        out.extend(self.scan(log, chat, pivot, u64::MAX, rest, Direction::Forward, now)?);
+        out.extend(self.scan(
+            log,
+            Scan::new(Direction::Forward, chat, (pivot, u64::MAX), rest).at(now),
+        )?);
         Ok(out)
     }
 
@@ -1096,12 +1180,8 @@ impl Index {
         for &(_, first_seq, last_seq) in &starts[from.min(starts.len())..] {
             let found = self.scan(
                 log,
-                chat,
-                first_seq,
-                last_seq,
-                usize::MAX,
-                Direction::Forward,
-                Timestamp(0),
+                Scan::new(Direction::Forward, chat, (first_seq, last_seq), usize::MAX)
+                    .at(Timestamp(0)),
             )?;
             if let Some(message) = found.iter().find(|m| m.timestamp >= t) {
                 return Ok(message.message.seq.0);
@@ -1117,26 +1197,32 @@ impl Index {
     /// first bytes in the log are touched together ([`Log::prefetch`]) before any is read: a
     /// chat whose messages lie one per batch across the log costs about one memory round trip
     /// per group instead of a few per message.
-    #[allow(clippy::too_many_arguments)]
-    fn scan(
+    fn scan(&self, log: &Log, scan: Scan) -> Result<Vec<MessageView>> {
+        let mut out = Vec::with_capacity(scan.limit.min(SCAN_GROUP_MAX));
+        self.scan_into(log, &scan, &mut out, |m| m)?;
+        Ok(out)
+    }
+
+    /// [`Index::scan`], appending each message as `wrap` makes it to `out` (which may hold
+    /// others before): a caller gathering messages of several chats copies none of them.
+    fn scan_into<T>(
         &self,
         log: &Log,
-        chat: ChatId,
-        low: u64,
-        high: u64,
-        limit: usize,
-        direction: Direction,
-        now: Timestamp,
-    ) -> Result<Vec<MessageView>> {
-        /// Runs read per group at most (the group's positions are kept in a vector).
-        const GROUP_MAX: usize = 128;
-        let mut out = Vec::with_capacity(limit.min(GROUP_MAX));
+        scan: &Scan,
+        out: &mut Vec<T>,
+        wrap: impl Fn(MessageView) -> T,
+    ) -> Result<()> {
+        let (chat, low, high) = (scan.chat, scan.low, scan.high);
+        let (limit, direction, now) = (scan.limit, scan.direction, scan.now);
         let Some(state) = self.chats.get(chat) else {
-            return Ok(out);
+            return Ok(());
         };
         if limit == 0 || low > high {
-            return Ok(out);
+            return Ok(());
         }
+        // Messages found are `out[base..]`.
+        let base = out.len();
+        let limit = base.saturating_add(limit);
         let shard = log.shard_of(chat);
         let mut walk = RunWalk::new(self, state, chat, shard, low, high, direction);
         let mut group: Vec<Run> = Vec::new();
@@ -1144,7 +1230,8 @@ impl Index {
             group.clear();
             let mut expected = 0u64;
             let wanted = (limit - out.len()) as u64;
-            while expected < wanted && group.len() < GROUP_MAX {
+            walk.open_ahead(log, wanted)?;
+            while expected < wanted && group.len() < SCAN_GROUP_MAX {
                 let Some(run) = walk.next(log)? else {
                     break;
                 };
@@ -1157,29 +1244,30 @@ impl Index {
             log.prefetch(group.iter().map(|run| run.place(shard).0));
             for run in &group {
                 let (at, body_end) = run.place(shard);
-                let entries = match log.read_entries(at, body_end) {
-                    Ok(entries) => entries,
+                let start = out.len();
+                let read = log.read_records(at, body_end, |records| {
+                    for record in records {
+                        if record.chat != chat || record.kind != RecordKind::Message {
+                            continue;
+                        }
+                        let Some(seq) = Message::peek_seq(record.payload).map(|seq| seq.0) else {
+                            continue;
+                        };
+                        if (low..=high).contains(&seq)
+                            && let Some(message) = view(state, &record, now)
+                        {
+                            out.push(wrap(message));
+                        }
+                        if seq >= run.last_seq {
+                            break;
+                        }
+                    }
+                });
+                match read {
+                    Ok(()) => {}
                     // Retention removed the segment: its messages are gone.
                     Err(missive_log::Error::NotFound { .. }) => continue,
                     Err(error) => return Err(error.into()),
-                };
-                let start = out.len();
-                for entry in entries {
-                    if entry.record.chat != chat || entry.record.kind != RecordKind::Message {
-                        continue;
-                    }
-                    let Some(seq) = Message::peek_seq(&entry.record.payload).map(|seq| seq.0)
-                    else {
-                        continue;
-                    };
-                    if (low..=high).contains(&seq)
-                        && let Some(message) = view(state, entry, now)
-                    {
-                        out.push(message);
-                    }
-                    if seq >= run.last_seq {
-                        break;
-                    }
                 }
                 // `out` is in walk order: a backward walk takes a run's messages newest first.
                 if direction == Direction::Backward {
@@ -1192,9 +1280,9 @@ impl Index {
             }
         }
         if direction == Direction::Backward {
-            out.reverse();
+            out[base..].reverse();
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The chats holding messages `device` of `user` has not received, in the order of
@@ -1225,13 +1313,20 @@ impl Index {
         limit: usize,
         now: Timestamp,
     ) -> Result<Vec<(ChatId, MessageView)>> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(limit.min(1024));
         for entry in self.inbox(user, device) {
             if out.len() >= limit {
                 break;
             }
-            let messages = self.after(log, entry.chat, entry.delivered, limit - out.len(), now)?;
-            out.extend(messages.into_iter().map(|m| (entry.chat, m)));
+            let low = entry.delivered.0.saturating_add(1);
+            let scan = Scan::new(
+                Direction::Forward,
+                entry.chat,
+                (low, u64::MAX),
+                limit - out.len(),
+            )
+            .at(now);
+            self.scan_into(log, &scan, &mut out, |m| (entry.chat, m))?;
         }
         Ok(out)
     }
@@ -1346,9 +1441,9 @@ impl MessageView {
 }
 
 /// A stored message as queries show it, unless it has expired at `now`.
-fn view(chat: &Chat, entry: Entry, now: Timestamp) -> Option<MessageView> {
-    let mut message = Message::decode(&entry.record.payload)?;
-    let timestamp = entry.record.timestamp;
+fn view(chat: &Chat, record: &RecordRef<'_>, now: Timestamp) -> Option<MessageView> {
+    let mut message = Message::decode_record(record)?;
+    let timestamp = record.timestamp;
     if message.ttl_ms > 0 && timestamp.0.saturating_add(message.ttl_ms) <= now.0 {
         return None;
     }
@@ -1358,7 +1453,7 @@ fn view(chat: &Chat, entry: Entry, now: Timestamp) -> Option<MessageView> {
         message.body = bytes::Bytes::new();
     }
     Some(MessageView {
-        lsn: entry.lsn,
+        lsn: record.lsn,
         timestamp,
         deleted,
         message,

@@ -12,15 +12,23 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `MSVSEGIX` |
-//! | 8 | 2 | version (1) |
+//! | 8 | 2 | version (2) |
 //! | 10 | 2 | reserved (0) |
 //! | 12 | 4 | CRC-32 of the body |
 //! | 16 | 8 | body length |
 //! | 24 | n | body |
 //!
 //! Body: log id (8), shard (4), segment (8), chat count c (4), run count r (4); a directory of c
-//! entries sorted by chat: id (16), index of its first run (4), run count (4); then the r runs
-//! (52 bytes each, as in checkpoints). A query binary-searches the directory in place.
+//! entries sorted by chat: id (16), index of its first run (4), run count (4); then, in the
+//! directory's order, each chat's run table: its id again (16), its run count (4) and its runs
+//! (52 bytes each, as in checkpoints). The table of the chat at directory slot `k` whose first
+//! run is run `f` starts at `28 + 24c + 20k + 52f` in the body.
+//!
+//! A query that knows where its chat's table is (a chat's span keeps its slot and first run)
+//! reads the table directly, checked by the id and count at its head: one cache line and one
+//! page for a chat with a few runs in the segment, where a directory entry in a page of its
+//! own came first before (version 1 had no table heads). Without that, or if the head does not
+//! match, it binary-searches the directory in place.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -37,7 +45,7 @@ use crate::error::Result;
 use crate::wire::{FRAME_HEADER_LEN, RUN_BYTES, Reader, Writer, check_frame, write_framed};
 
 const MAGIC: [u8; 8] = *b"MSVSEGIX";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 
 /// Segment index files kept in memory at once.
 pub const SEGMENT_INDEX_CACHE_MAX: usize = 1024;
@@ -56,6 +64,8 @@ pub(crate) struct SegmentIndex {
 const BODY_FIXED: usize = 8 + 4 + 8 + 4 + 4;
 /// Bytes of one chat directory entry: chat id, index of its first run, run count.
 const DIRECTORY_ENTRY: usize = 16 + 4 + 4;
+/// Bytes of the head of a chat's run table: chat id, run count.
+const TABLE_HEAD: usize = 16 + 4;
 
 impl SegmentIndex {
     /// Checks a body's shape and place; the runs themselves are checked as they are decoded.
@@ -67,7 +77,7 @@ impl SegmentIndex {
         let chats = r.u32()? as usize;
         let runs = r.u32()? as usize;
         let expected = BODY_FIXED
-            .checked_add(chats.checked_mul(DIRECTORY_ENTRY)?)?
+            .checked_add(chats.checked_mul(DIRECTORY_ENTRY + TABLE_HEAD)?)?
             .checked_add(runs.checked_mul(RUN_BYTES)?)?;
         if body.len() != expected {
             return None;
@@ -102,39 +112,70 @@ impl SegmentIndex {
 
     /// The chat's runs in this segment, in seq order (empty if it has none here): a view of
     /// the file's run table, decoded one run at a time as a query binary-searches and walks it.
-    /// `slot` is where the chat's directory entry should be (its [`SealedSpan::slot`]): one read
-    /// if it is there, a binary search of the directory if not.
+    /// `hint` is where the chat's table should be (its [`SealedSpan`]'s directory slot and
+    /// first run): one read if it is there, a binary search of the directory if not.
     ///
-    /// [`SealedSpan::slot`]: crate::chat::SealedSpan::slot
-    pub(crate) fn runs_of(&self, chat: ChatId, slot: usize) -> RunTable {
-        let found = match self.entry(slot) {
-            Some((id, first, count)) if id == chat => Some((first, count)),
-            _ => self.search(chat),
-        };
-        let table = found.and_then(|(first, count)| {
-            let start = BODY_FIXED + self.chats * DIRECTORY_ENTRY + first * RUN_BYTES;
-            let end = start.checked_add(count * RUN_BYTES)?;
-            (end <= self.body.len()).then(|| RunTable {
-                body: self.body.slice(start..end),
-                count,
-            })
-        });
-        table.unwrap_or(RunTable {
+    /// [`SealedSpan`]: crate::chat::SealedSpan
+    pub(crate) fn runs_of(&self, chat: ChatId, hint: (usize, usize)) -> RunTable {
+        let found = self
+            .table(chat, hint)
+            .or_else(|| self.search(chat).and_then(|at| self.table(chat, at)));
+        found.unwrap_or(RunTable {
             body: Bytes::new(),
             count: 0,
         })
     }
 
-    /// The chat's directory entry (index of its first run, run count), by binary search.
+    /// Starts loading the first bytes of the table at `hint` (slot, first run), for a walk
+    /// that reads several segments' tables: their cache and TLB misses then overlap instead of
+    /// coming one after another. Only a hint: nothing is checked or read.
+    pub(crate) fn prefetch_table(&self, hint: (usize, usize)) {
+        /// The head and the first runs: four cache lines.
+        const BYTES: usize = 256;
+        if let Some(start) = self.table_start(hint) {
+            for offset in (start..start + BYTES).step_by(64) {
+                missive_log::storage::prefetch(&self.body, offset);
+            }
+        }
+    }
+
+    /// Where the table of the chat at directory slot `slot` whose first run is `first` starts
+    /// in the body (the module documentation's formula), if that is inside the body.
+    fn table_start(&self, (slot, first): (usize, usize)) -> Option<usize> {
+        let start = BODY_FIXED
+            .checked_add(self.chats * DIRECTORY_ENTRY)?
+            .checked_add(slot.checked_mul(TABLE_HEAD)?)?
+            .checked_add(first.checked_mul(RUN_BYTES)?)?;
+        (start < self.body.len()).then_some(start)
+    }
+
+    /// The chat's table if it is the one at `at` (slot, first run): its head names the chat
+    /// and a count of runs that fits in the body.
+    fn table(&self, chat: ChatId, at: (usize, usize)) -> Option<RunTable> {
+        let start = self.table_start(at)?;
+        let mut head = Reader(self.body.get(start..start.checked_add(TABLE_HEAD)?)?);
+        if ChatId::from_u128(head.u128()?) != chat {
+            return None;
+        }
+        let count = head.u32()? as usize;
+        let runs = start + TABLE_HEAD;
+        let end = runs.checked_add(count.checked_mul(RUN_BYTES)?)?;
+        (count > 0 && end <= self.body.len()).then(|| RunTable {
+            body: self.body.slice(runs..end),
+            count,
+        })
+    }
+
+    /// The chat's slot in the directory and the index of its first run, by binary search.
     fn search(&self, chat: ChatId) -> Option<(usize, usize)> {
         let (mut low, mut high) = (0, self.chats);
         while low < high {
             let middle = (low + high) / 2;
-            let (id, first, count) = self.entry(middle)?;
+            let (id, first, _) = self.entry(middle)?;
             match id.cmp(&chat) {
                 std::cmp::Ordering::Less => low = middle + 1,
                 std::cmp::Ordering::Greater => high = middle,
-                std::cmp::Ordering::Equal => return Some((first, count)),
+                std::cmp::Ordering::Equal => return Some((middle, first)),
             }
         }
         None
@@ -164,7 +205,7 @@ impl RunTable {
 fn encode(log_id: u64, shard: u32, segment: u64, chats: &BTreeMap<ChatId, Vec<Run>>) -> Vec<u8> {
     let runs: usize = chats.values().map(Vec::len).sum();
     let mut body = Writer(Vec::with_capacity(
-        BODY_FIXED + chats.len() * DIRECTORY_ENTRY + runs * RUN_BYTES,
+        BODY_FIXED + chats.len() * (DIRECTORY_ENTRY + TABLE_HEAD) + runs * RUN_BYTES,
     ));
     body.u64(log_id);
     body.u32(shard);
@@ -178,8 +219,12 @@ fn encode(log_id: u64, shard: u32, segment: u64, chats: &BTreeMap<ChatId, Vec<Ru
         body.u32(runs.len() as u32);
         first += runs.len() as u32;
     }
-    for run in chats.values().flatten() {
-        body.run(run);
+    for (chat, runs) in chats {
+        body.u128(chat.to_u128());
+        body.u32(runs.len() as u32);
+        for run in runs {
+            body.run(run);
+        }
     }
     body.0
 }
@@ -544,27 +589,57 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_is_only_a_hint() {
+    fn a_table_place_is_only_a_hint() {
         let (index, chats) = file();
+        // Chat 10k has k runs: its slot is k - 1, its first run k(k - 1)/2.
+        let hints: Vec<(usize, usize)> = (0..10).map(|k| (k, k * (k + 1) / 2)).collect();
         for (slot, (chat, expected)) in chats.iter().enumerate() {
-            // The right slot, every wrong one, and slots past the directory's end.
-            for hint in [slot, 0, 9, 10, 1_000, usize::MAX / 2] {
+            assert_eq!(index.search(*chat), Some(hints[slot]));
+            assert_eq!(&runs(&index.runs_of(*chat, hints[slot])), expected);
+            // Every other chat's place, places inside tables and past the body's end, and
+            // places whose arithmetic overflows.
+            let wrong = hints
+                .iter()
+                .copied()
+                .chain([(0, 1), (slot, hints[slot].1 + 1), (slot + 1, hints[slot].1)])
+                .chain([
+                    (10, 55),
+                    (1_000, 0),
+                    (usize::MAX / 2, 3),
+                    (2, usize::MAX / 2),
+                ]);
+            for hint in wrong {
                 assert_eq!(
                     &runs(&index.runs_of(*chat, hint)),
                     expected,
-                    "{chat:?} at {hint}"
+                    "{chat:?} at {hint:?}"
                 );
             }
-            for wrong in 0..10 {
-                assert_eq!(&runs(&index.runs_of(*chat, wrong)), expected);
-            }
         }
-        // A chat with no runs here: none, whatever the slot says.
+        // A chat with no runs here: none, whatever the hint says.
         for absent in [5u128, 15, 105] {
-            for hint in 0..11 {
+            for hint in hints.iter().copied().chain([(10, 55), (0, 1)]) {
                 assert_eq!(index.runs_of(ChatId::from_u128(absent), hint).len(), 0);
             }
         }
+    }
+
+    #[test]
+    fn a_table_whose_head_names_another_chat_is_not_read() {
+        let (_, chats) = file();
+        let mut body = encode(1, 2, 7, &chats);
+        // The head of chat 30's table (slot 2, first run 3) renamed to chat 31: a file that
+        // passed its checksum but disagrees with its directory answers nothing for chat 30
+        // (the head is what a read trusts; the directory is not read when the head names the
+        // chat asked for).
+        let head = BODY_FIXED + 10 * DIRECTORY_ENTRY + 2 * TABLE_HEAD + 3 * RUN_BYTES;
+        assert_eq!(body[head..head + 16], 30u128.to_le_bytes());
+        body[head..head + 16].copy_from_slice(&31u128.to_le_bytes());
+        let index = SegmentIndex::parse(Bytes::from(body), 1, 2, 7).unwrap();
+        let thirty = ChatId::from_u128(30);
+        assert_eq!(index.runs_of(thirty, (2, 3)).len(), 0);
+        assert_eq!(index.runs_of(thirty, (0, 0)).len(), 0);
+        assert_eq!(runs(&index.runs_of(ChatId::from_u128(40), (3, 6))).len(), 4);
     }
 
     #[test]

@@ -400,19 +400,27 @@ impl DecodedBatch {
 
     /// The batch's records from the one at `body_offset` with LSN `lsn` up to `body_end` (see
     /// [`Log::read_entries`](crate::Log::read_entries)); `None` if no record of the batch is there.
+    #[cfg(test)]
     pub(crate) fn entries_at(
         &self,
         body_offset: u32,
         lsn: Lsn,
         body_end: Option<u32>,
     ) -> Option<Entries> {
+        Some(self.records_at(body_offset, lsn, body_end)?.to_entries())
+    }
+
+    /// The batch's records from the one at `body_offset` with LSN `lsn` up to `body_end` (see
+    /// [`Log::read_entries`](crate::Log::read_entries)), in place; `None` if no record of the
+    /// batch is there.
+    pub(crate) fn records_at(
+        &self,
+        body_offset: u32,
+        lsn: Lsn,
+        body_end: Option<u32>,
+    ) -> Option<Records<'_>> {
         let range = self.header.record_range(body_offset, lsn, body_end)?;
-        // Decoding checked that the body is `raw_len` long: this guards nothing real.
-        if range.end > self.body.len() {
-            return None;
-        }
-        let part = self.body.slice(range.start..range.end);
-        Entries::in_range(&self.header, &range, part)
+        Records::in_range(&self.header, &range, &self.body, 0)
     }
 }
 
@@ -537,77 +545,210 @@ impl Entries {
     pub fn body_offset(&self) -> usize {
         self.base + self.at
     }
+}
 
-    /// The records in `part`, the bytes `range.start..range.end` of the decoded body of a batch
-    /// with `header`.
+/// How many whole records of a batch with `header` the bytes `part` (the range `range` of its
+/// decoded body) hold; `None` if the first record's header is not one such a batch holds (its
+/// kind, flags, payload length and timestamp are checked): the range does not start at a
+/// record. A range cut short ends after its last whole record, so the count stays exact.
+fn whole_records(header: &BatchHeader, range: &RecordRange, part: &[u8]) -> Option<u32> {
+    debug_assert_eq!(part.len(), range.len());
+    if let Some(fixed) = part.get(..RECORD_HEADER_LEN) {
+        let timestamp = u64_at(fixed, record::layout::TIMESTAMP);
+        let plausible = record_payload_len(fixed).is_some()
+            && (header.ts_min.0..=header.ts_max.0).contains(&timestamp);
+        if !plausible || (!range.cut && record_len_at(part, 0).is_none()) {
+            return None;
+        }
+    } else if !range.cut {
+        // `record_range` leaves room for a record header after the start.
+        return None;
+    }
+    if !range.cut {
+        return Some(range.left);
+    }
+    let (mut at, mut whole) = (0, 0);
+    while whole < range.left
+        && let Some(len) = record_len_at(part, at)
+    {
+        (at, whole) = (at + len, whole + 1);
+    }
+    Some(whole)
+}
+
+/// The record starting at `at` in `body`: its header's fields and its length, or `None` if no
+/// whole, well-formed record starts there.
+fn record_at(body: &[u8], at: usize) -> Option<(RecordKind, ChatId, Timestamp, usize)> {
+    use record::layout::*;
+    let len = record_len_at(body, at)?;
+    let fixed = &body[at..at + RECORD_HEADER_LEN];
+    let kind = RecordKind::from_tag(fixed[KIND]).expect("checked by record_len_at");
+    let chat = u128::from_le_bytes(fixed[CHAT..CHAT + 16].try_into().expect("16 bytes"));
+    Some((
+        kind,
+        ChatId::from_u128(chat),
+        Timestamp(u64_at(fixed, TIMESTAMP)),
+        len,
+    ))
+}
+
+/// Records of a batch read in place, borrowed from the segment's memory map (or the buffer
+/// the batch was read into) for the length of a [`Log::read_records`](crate::Log::read_records)
+/// call: the reads that touch most records keep no reference count on the way. The same
+/// records as [`Entries`], in LSN order.
+#[derive(Clone, Debug)]
+pub struct Records<'a> {
+    /// The bytes the records are in (the map, or a decoded body).
+    owner: &'a Bytes,
+    /// The records wanted: a range of `owner`, from the next record on.
+    part: &'a [u8],
+    /// Where `part` starts in the batch's decoded body.
+    body_offset: usize,
+    lsn: Lsn,
+    left: u32,
+}
+
+/// One record of [`Records`]: its fields, and its payload in place.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordRef<'a> {
+    /// The record's position in its shard.
+    pub lsn: Lsn,
+    /// What the record is.
+    pub kind: RecordKind,
+    /// The chat it belongs to.
+    pub chat: ChatId,
+    /// Server time of the record.
+    pub timestamp: Timestamp,
+    /// Its payload, in place.
+    pub payload: &'a [u8],
+    owner: &'a Bytes,
+}
+
+impl<'a> RecordRef<'a> {
+    /// The bytes `range` of the payload as [`Bytes`] sharing the map (one reference count),
+    /// for what a caller keeps past the read.
     ///
-    /// `None` if the first record's header is not one such a batch holds (its kind, flags,
-    /// payload length and timestamp are checked): the range does not start at a record. A range
-    /// cut short ends after its last whole record, so the count stays exact.
+    /// # Panics
+    /// If `range` is not within the payload, as slicing it would.
+    pub fn share(&self, range: std::ops::Range<usize>) -> Bytes {
+        let part = &self.payload[range];
+        if part.is_empty() {
+            return Bytes::new();
+        }
+        self.owner.slice_ref(part)
+    }
+
+    /// The record as an owned [`Entry`](crate::Entry).
+    pub fn to_entry(&self) -> crate::Entry {
+        crate::Entry {
+            lsn: self.lsn,
+            record: Record {
+                kind: self.kind,
+                chat: self.chat,
+                timestamp: self.timestamp,
+                payload: self.share(0..self.payload.len()),
+            },
+        }
+    }
+}
+
+impl<'a> Records<'a> {
+    /// The records in the bytes `range` of the decoded body of a batch with `header`, which
+    /// starts at `body_start` in `owner`; `None` as for [`Entries::in_range`].
     pub(crate) fn in_range(
         header: &BatchHeader,
         range: &RecordRange,
-        part: Bytes,
-    ) -> Option<Entries> {
-        debug_assert_eq!(part.len(), range.len());
-        if let Some(fixed) = part.get(..RECORD_HEADER_LEN) {
-            let timestamp = u64_at(fixed, record::layout::TIMESTAMP);
-            let plausible = record_payload_len(fixed).is_some()
-                && (header.ts_min.0..=header.ts_max.0).contains(&timestamp);
-            if !plausible || (!range.cut && record_len_at(&part, 0).is_none()) {
-                return None;
-            }
-        } else if !range.cut {
-            // `record_range` leaves room for a record header after the start.
-            return None;
-        }
-        let left = if range.cut {
-            let (mut at, mut whole) = (0, 0);
-            while whole < range.left
-                && let Some(len) = record_len_at(&part, at)
-            {
-                (at, whole) = (at + len, whole + 1);
-            }
-            whole
-        } else {
-            range.left
-        };
-        Some(Entries {
-            body: part,
-            base: range.start,
-            at: 0,
+        owner: &'a Bytes,
+        body_start: usize,
+    ) -> Option<Records<'a>> {
+        let start = body_start.checked_add(range.start)?;
+        let part = owner.get(start..start.checked_add(range.len())?)?;
+        Some(Records {
+            owner,
+            part,
+            body_offset: range.start,
             lsn: range.lsn,
-            left,
+            left: whole_records(header, range, part)?,
         })
     }
+
+    /// Where the next record starts in the batch's decoded body (see [`Entries::body_offset`]).
+    pub fn body_offset(&self) -> usize {
+        self.body_offset
+    }
+
+    /// The records left as owned [`Entries`] (one reference count on the bytes).
+    pub fn to_entries(&self) -> Entries {
+        let body = if self.part.is_empty() {
+            Bytes::new()
+        } else {
+            self.owner.slice_ref(self.part)
+        };
+        Entries {
+            body,
+            base: self.body_offset,
+            at: 0,
+            lsn: self.lsn,
+            left: self.left,
+        }
+    }
 }
+
+impl<'a> Iterator for Records<'a> {
+    type Item = RecordRef<'a>;
+
+    fn next(&mut self) -> Option<RecordRef<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        // As for `Entries`: a record that is malformed or does not fit ends the iteration.
+        let Some((kind, chat, timestamp, len)) = record_at(self.part, 0) else {
+            self.left = 0;
+            return None;
+        };
+        let record = RecordRef {
+            lsn: self.lsn,
+            kind,
+            chat,
+            timestamp,
+            payload: &self.part[RECORD_HEADER_LEN..len],
+            owner: self.owner,
+        };
+        self.part = &self.part[len..];
+        self.body_offset += len;
+        self.lsn = Lsn(self.lsn.0 + 1);
+        self.left -= 1;
+        Some(record)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left as usize, Some(self.left as usize))
+    }
+}
+
+impl ExactSizeIterator for Records<'_> {}
 
 impl Iterator for Entries {
     type Item = crate::Entry;
 
     fn next(&mut self) -> Option<crate::Entry> {
-        use record::layout::*;
         if self.left == 0 {
             return None;
         }
         // The body was validated when the batch was first decoded (or written by this process),
         // and those bytes never change; still, a record that is malformed or does not fit in
         // the bytes held ends the iteration rather than panicking or returning garbage.
-        let Some(len) = record_len_at(&self.body, self.at) else {
+        let Some((kind, chat, timestamp, len)) = record_at(&self.body, self.at) else {
             self.left = 0;
             return None;
         };
-        let fixed = &self.body[self.at..self.at + RECORD_HEADER_LEN];
-        let kind = RecordKind::from_tag(fixed[KIND]).expect("checked by record_len_at");
-        let chat = u128::from_le_bytes(fixed[CHAT..CHAT + 16].try_into().expect("16 bytes"));
-        let timestamp = Timestamp(u64_at(fixed, TIMESTAMP));
         let payload = self.body.slice(self.at + RECORD_HEADER_LEN..self.at + len);
         self.at += len;
         let entry = crate::Entry {
             lsn: self.lsn,
             record: Record {
                 kind,
-                chat: ChatId::from_u128(chat),
+                chat,
                 timestamp,
                 payload,
             },

@@ -59,7 +59,7 @@ pub mod storage;
 mod sync;
 mod ticket;
 
-pub use batch::{DecodedBatch, Entries, FORMAT_VERSION};
+pub use batch::{DecodedBatch, Entries, FORMAT_VERSION, RecordRef, Records};
 pub use error::{CorruptKind, Error, Result};
 pub use ids::{ChatId, DeviceId, Lsn, Seq, ShardId, Timestamp, UserId};
 pub use limits::*;

@@ -1,6 +1,7 @@
 //! The log: shards, their writer threads, the metadata file, reads and retention.
 
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use crate::batch::{
-    BATCH_HEADER_LEN, BatchHeader, Codec, DecodedBatch, Entries, decode_batch, decode_verified,
-    parse_header,
+    BATCH_HEADER_LEN, BatchHeader, Codec, DecodedBatch, Entries, RecordRange, Records,
+    decode_batch, decode_verified, parse_header,
 };
 use crate::error::{CorruptKind, Error, Result};
 use crate::ids::{Lsn, ShardId, Timestamp};
@@ -541,25 +542,49 @@ impl Log {
     ///
     /// A bad batch in a sealed segment is [`Error::Corrupt`], as with [`Log::read_batch`].
     pub fn read_entries(&self, at: RecordPos, body_end: Option<u32>) -> Result<Entries> {
+        self.read_records(at, body_end, |records| records.to_entries())
+    }
+
+    /// [`Log::read_entries`] without taking the records out: `read` gets them in place,
+    /// borrowed from the segment's memory map (or the buffer a batch was read into), and what
+    /// it returns is returned. Reads that touch many batches for a record or two each (an
+    /// inbox fetch) keep no reference count per batch or record this way; a caller keeps a
+    /// payload past the call with [`RecordRef::share`](crate::batch::RecordRef::share).
+    ///
+    /// `read` may run while a lock of the shard's segment list is held (for reading): it
+    /// should be short, and must not call the log back.
+    pub fn read_records<T>(
+        &self,
+        at: RecordPos,
+        body_end: Option<u32>,
+        read: impl FnOnce(Records<'_>) -> T,
+    ) -> Result<T> {
         let pos = at.batch;
+        let mut read = Some(read);
         // The common reads (a verified sealed batch, the active segment's acknowledged bytes)
         // under the segment list's lock; the rest (a first read verifies a whole batch) after
         // it, so that a segment roll never waits for a checksum.
         let unverified = self.with_segment(pos, |shard, segment| {
-            let entries = if segment.is_sealed() {
-                self.verified_entries(segment, at, body_end)?
+            let located = if segment.is_sealed() {
+                self.verified_place(segment, at, body_end)?
             } else {
-                self.active_entries(shard, segment, at, body_end)?
+                self.active_place(shard, segment, at, body_end)?
             };
-            Ok(entries.ok_or_else(|| Arc::clone(segment)))
+            let Some(located) = located else {
+                return Ok(Err(Arc::clone(segment)));
+            };
+            let records = located.records().ok_or_else(|| not_found(pos))?;
+            Ok(Ok(read.take().expect("read once")(records)))
         })?;
         let segment = match unverified {
-            Ok(entries) => return Ok(entries),
+            Ok(value) => return Ok(value),
             Err(segment) => segment,
         };
-        self.batch_in(self.shard(pos.shard)?, &segment, pos)?
-            .entries_at(at.body_offset, at.lsn, body_end)
-            .ok_or_else(|| not_found(pos))
+        let batch = self.batch_in(self.shard(pos.shard)?, &segment, pos)?;
+        let records = batch
+            .records_at(at.body_offset, at.lsn, body_end)
+            .ok_or_else(|| not_found(pos))?;
+        Ok(read.take().expect("read once")(records))
     }
 
     /// Starts loading, all at once, the first bytes [`Log::read_entries`] will touch at each of
@@ -570,71 +595,83 @@ impl Log {
     pub fn prefetch(&self, positions: impl IntoIterator<Item = RecordPos>) {
         /// Bytes of a record touched: its header and the start of its payload.
         const RECORD_SPAN: usize = 128;
-        // First every position becomes an offset into a mapped segment (locks and reference
-        // counts), then one tight loop of prefetch instructions, which return at once: the
-        // misses overlap, where a lock-prefixed instruction between two of them would wait for
-        // the first, and a plain load would hold up the loop once the processor's window of
-        // instructions fills behind it.
-        // Per segment: its map, and whether reads parse batch headers (not once a scrub
-        // verified it whole: see `known_entries`).
-        let mut maps: Vec<(BatchPos, Bytes, bool)> = Vec::new();
-        let mut spots: Vec<(usize, usize, usize)> = Vec::new();
-        for at in positions {
-            let pos = at.batch;
-            let same = |(seen, _, _): &(BatchPos, Bytes, bool)| {
-                seen.shard == pos.shard && seen.segment == pos.segment
+        let mut positions = positions.into_iter().peekable();
+        // Positions a shard at a time (a chat's are all in one), under its segment list's read
+        // lock, held for the whole shard: the segments are borrowed, not counted. First every
+        // position becomes an offset into a mapped segment, then one tight loop of prefetch
+        // instructions, which return at once: the misses overlap, where a lock-prefixed
+        // instruction between two of them (a reference count) would wait for the first, and a
+        // plain load would hold up the loop once the processor's window of instructions fills
+        // behind it.
+        while let Some(first) = positions.peek() {
+            let shard_id = first.batch.shard;
+            let Ok(shard) = self.shard(shard_id) else {
+                positions.next();
+                continue;
             };
-            let map = match maps.iter().position(same) {
-                Some(map) => map,
-                None => {
-                    let Ok((_, segment)) = self.segment_at(pos) else {
-                        continue;
-                    };
-                    let bytes = if segment.is_sealed() {
-                        segment.mapped(&*self.storage).ok().cloned()
-                    } else {
-                        segment.readable_prefix(&*self.storage, 0).ok().flatten()
-                    };
-                    let Some(bytes) = bytes else {
-                        continue;
-                    };
-                    maps.push((pos, bytes, !segment.is_wholly_verified()));
-                    maps.len() - 1
-                }
-            };
-            let batch = pos.offset as usize;
-            // Where the record lies if the batch is not compressed (a compressed one is read
-            // whole: touching a byte of it is harmless).
-            let record = batch
-                .saturating_add(BATCH_HEADER_LEN)
-                .saturating_add(at.body_offset as usize);
-            spots.push((map, batch, record));
-        }
-        for &(map, batch, record) in &spots {
-            let (_, bytes, header) = &maps[map];
-            if *header {
-                crate::storage::prefetch(bytes, batch);
-                crate::storage::prefetch(bytes, batch + BATCH_HEADER_LEN - 1);
+            let segments = shard.segments.read();
+            // Per segment: its first LSN, its map, and whether reads parse batch headers (not
+            // once a scrub verified it whole: see `known_place`).
+            let mut maps: Vec<(u64, Cow<'_, Bytes>, bool)> = Vec::new();
+            let mut spots: Vec<(usize, usize, usize)> = Vec::new();
+            while let Some(at) = positions.next_if(|at| at.batch.shard == shard_id) {
+                let pos = at.batch;
+                let map = match maps.iter().position(|(lsn, ..)| *lsn == pos.segment) {
+                    Some(map) => map,
+                    None => {
+                        let index = segments.partition_point(|s| s.first_lsn < pos.segment);
+                        let Some(segment) = segments.get(index) else {
+                            continue;
+                        };
+                        let bytes = if segment.first_lsn != pos.segment {
+                            None
+                        } else if segment.is_sealed() {
+                            segment.mapped(&*self.storage).ok().map(Cow::Borrowed)
+                        } else {
+                            let prefix = segment.readable_prefix(&*self.storage, 0);
+                            prefix.ok().flatten().map(Cow::Owned)
+                        };
+                        let Some(bytes) = bytes else {
+                            continue;
+                        };
+                        maps.push((pos.segment, bytes, !segment.is_wholly_verified()));
+                        maps.len() - 1
+                    }
+                };
+                let batch = pos.offset as usize;
+                // Where the record lies if the batch is not compressed (a compressed one is
+                // read whole: touching a byte of it is harmless).
+                let record = batch
+                    .saturating_add(BATCH_HEADER_LEN)
+                    .saturating_add(at.body_offset as usize);
+                spots.push((map, batch, record));
             }
-            for offset in [record, record + RECORD_SPAN / 2, record + RECORD_SPAN - 1] {
-                crate::storage::prefetch(bytes, offset);
+            for &(map, batch, record) in &spots {
+                let (_, bytes, header) = &maps[map];
+                if *header {
+                    crate::storage::prefetch(bytes, batch);
+                    crate::storage::prefetch(bytes, batch + BATCH_HEADER_LEN - 1);
+                }
+                for offset in [record, record + RECORD_SPAN / 2, record + RECORD_SPAN - 1] {
+                    crate::storage::prefetch(bytes, offset);
+                }
             }
         }
     }
 
-    /// [`Log::read_entries`] in a sealed segment for an uncompressed batch verified before:
-    /// the header, then a slice of only the records asked for (the path of nearly every read
-    /// once the background scrub has run). `None` for any other batch, read the general way.
-    fn verified_entries(
+    /// [`Log::read_records`] in a sealed segment for an uncompressed batch verified before:
+    /// the header, then only the records asked for (the path of nearly every read once the
+    /// background scrub has run). `None` for any other batch, read the general way.
+    fn verified_place<'s>(
         &self,
-        segment: &Segment,
+        segment: &'s Segment,
         at: RecordPos,
         body_end: Option<u32>,
-    ) -> Result<Option<Entries>> {
+    ) -> Result<Option<Located<'s>>> {
         let pos = at.batch;
         if let Some(known) = segment.known_batch(pos.offset) {
             if !known.compressed {
-                return self.known_entries(segment, at, body_end, known).map(Some);
+                return self.known_place(segment, at, body_end, known).map(Some);
             }
         } else if !segment.is_verified(pos.offset) {
             return Ok(None);
@@ -653,24 +690,26 @@ impl Log {
         let range = header
             .record_range(at.body_offset, at.lsn, body_end)
             .ok_or_else(|| not_found(pos))?;
-        let part = map.slice(body_start + range.start..body_start + range.end);
-        Entries::in_range(&header, &range, part)
-            .map(Some)
-            .ok_or_else(|| not_found(pos))
+        Ok(Some(Located {
+            bytes: Cow::Borrowed(map),
+            body_start,
+            header,
+            range,
+        }))
     }
 
-    /// [`Log::read_entries`] of an uncompressed batch in a segment a scrub verified whole: its
+    /// [`Log::read_records`] of an uncompressed batch in a segment a scrub verified whole: its
     /// header's fields come from the segment's table of batches, so only the records' own
     /// bytes are touched (one page, not two: an inbox fetch's records each lie in a batch of
     /// their own, and each page is a TLB miss). The records are checked as on every other
     /// path, less the plausibility of their timestamps, which needs the header.
-    fn known_entries(
+    fn known_place<'s>(
         &self,
-        segment: &Segment,
+        segment: &'s Segment,
         at: RecordPos,
         body_end: Option<u32>,
         known: KnownBatch,
-    ) -> Result<Entries> {
+    ) -> Result<Located<'s>> {
         let pos = at.batch;
         let map = segment.mapped(&*self.storage)?;
         let header = BatchHeader {
@@ -684,25 +723,27 @@ impl Log {
             ts_min: Timestamp(0),
             ts_max: Timestamp(u64::MAX),
         };
-        let body_start = pos.offset as usize + BATCH_HEADER_LEN;
         let range = header
             .record_range(at.body_offset, at.lsn, body_end)
-            .filter(|range| body_start + range.end <= map.len())
             .ok_or_else(|| not_found(pos))?;
-        let part = map.slice(body_start + range.start..body_start + range.end);
-        Entries::in_range(&header, &range, part).ok_or_else(|| not_found(pos))
+        Ok(Located {
+            bytes: Cow::Borrowed(map),
+            body_start: pos.offset as usize + BATCH_HEADER_LEN,
+            header,
+            range,
+        })
     }
 
-    /// [`Log::read_entries`] on a segment this process writes, through the map of its readable
-    /// prefix: the header, then a slice of only the body bytes asked for. `None` for a
-    /// compressed batch, which must be read whole.
-    fn active_entries(
+    /// [`Log::read_records`] on a segment this process writes, through the map of its readable
+    /// prefix: the header, then only the body bytes asked for. `None` for a compressed batch,
+    /// which must be read whole.
+    fn active_place(
         &self,
         shard: &ShardShared,
         segment: &Segment,
         at: RecordPos,
         body_end: Option<u32>,
-    ) -> Result<Option<Entries>> {
+    ) -> Result<Option<Located<'static>>> {
         let pos = at.batch;
         // The acknowledged prefix, mapped: no system call for a batch already in the map.
         let header_end = pos.offset.saturating_add(BATCH_HEADER_LEN as u64);
@@ -729,11 +770,12 @@ impl Log {
         let range = header
             .record_range(at.body_offset, at.lsn, body_end)
             .ok_or_else(|| not_found(pos))?;
-        let start = pos.offset as usize + BATCH_HEADER_LEN + range.start;
-        let part = map.slice(start..start + range.len());
-        Entries::in_range(&header, &range, part)
-            .map(Some)
-            .ok_or_else(|| not_found(pos))
+        Ok(Some(Located {
+            bytes: Cow::Owned(map),
+            body_start: pos.offset as usize + BATCH_HEADER_LEN,
+            header,
+            range,
+        }))
     }
 
     /// The shard and segment `pos` names, or [`Error::NotFound`] (a segment removed by retention).
@@ -974,6 +1016,23 @@ pub struct VerifyReport {
 }
 
 /// The error for a position that names no batch or record.
+/// Where the records a read wants lie: the bytes holding their batch (a segment's map, or a
+/// clone of the growing map of the active one), where the batch's body starts in them, its
+/// header, and the part of the body wanted.
+struct Located<'s> {
+    bytes: Cow<'s, Bytes>,
+    body_start: usize,
+    header: BatchHeader,
+    range: RecordRange,
+}
+
+impl Located<'_> {
+    /// The records, or `None` if no record of the batch starts where asked.
+    fn records(&self) -> Option<Records<'_>> {
+        Records::in_range(&self.header, &self.range, &self.bytes, self.body_start)
+    }
+}
+
 fn not_found(pos: BatchPos) -> Error {
     Error::NotFound {
         shard: pos.shard.0,

@@ -152,7 +152,39 @@ fn check_every_position(log: &Log) -> Vec<(bool, Codec, bool)> {
                 got.push(entry);
             }
             assert_eq!(got, whole, "{at:?}");
+            // The same records in place: fields, payloads, offsets, and shared payload parts.
+            let in_place = log
+                .read_records(at, None, |mut records| {
+                    let mut read = Vec::new();
+                    assert_eq!(records.len(), count - i);
+                    loop {
+                        let offset = records.body_offset() as u32;
+                        let Some(record) = records.next() else { break };
+                        assert_eq!(offset, seen.records[i + read.len()].0);
+                        let payload = record.payload;
+                        assert_eq!(record.share(0..payload.len()), payload);
+                        if payload.len() > 2 {
+                            assert_eq!(
+                                record.share(1..payload.len() - 1),
+                                payload[1..payload.len() - 1]
+                            );
+                        }
+                        assert!(record.share(0..0).is_empty());
+                        read.push(record.to_entry());
+                    }
+                    read
+                })
+                .unwrap();
+            assert_eq!(in_place, whole, "{at:?} in place");
             for k in i..count {
+                let cut = log.read_records(at, Some(seen.end(k)), |records| {
+                    records.map(|record| record.to_entry()).collect::<Vec<_>>()
+                });
+                assert_eq!(
+                    cut.unwrap(),
+                    whole[..=k - i],
+                    "{at:?} in place to record {k}"
+                );
                 let up_to_k: Vec<Entry> = whole[..=k - i].to_vec();
                 let cut = log.read_entries(at, Some(seen.end(k))).unwrap();
                 assert_eq!(cut.len(), k - i + 1);
@@ -308,6 +340,9 @@ fn positions_that_name_no_record_are_not_found() {
                             Err(other) => panic!("{pos:?}: {other}"),
                             Ok(entries) => panic!("{pos:?}: {:?}", entries.collect::<Vec<_>>()),
                         }
+                        // In place: the closure is never called for a position naming nothing.
+                        let read = log.read_records(pos, body_end, |_| panic!("{pos:?} read"));
+                        assert!(matches!(read, Err(Error::NotFound { .. })), "{pos:?}");
                     }
                 }
                 let shard = RecordPos {

@@ -67,20 +67,26 @@ pub(super) fn map_growing(file: &File, reserve: u64) -> io::Result<Bytes> {
 /// line nor holds up the instructions after it, so a loop of them puts many cache and TLB
 /// misses in flight together. Only a hint: it never faults, and the data is not read.
 #[inline]
-pub(crate) fn prefetch(bytes: &[u8], offset: usize) {
+pub fn prefetch(bytes: &[u8], offset: usize) {
     let Some(byte) = bytes.get(offset) else {
         return;
     };
     #[cfg(all(target_arch = "x86_64", not(miri)))]
-    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 processor has; a prefetch reads
-    // nothing a program can observe and never faults, and the address is that of a byte of
-    // `bytes`, borrowed for the call.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(byte).cast());
-    }
+    prefetch_line(std::ptr::from_ref(byte));
     // Elsewhere (no stable prefetch instruction) a plain load: it waits, but the next
     // prefetch's load still overlaps it as far as the processor looks ahead.
     #[cfg(not(all(target_arch = "x86_64", not(miri))))]
     std::hint::black_box(*byte);
+}
+
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+#[inline]
+fn prefetch_line(at: *const u8) {
+    // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 processor has; a prefetch reads
+    // nothing a program can observe and never faults (whatever the address), and every caller
+    // passes the address of memory it borrows for the call.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(at.cast());
+    }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 pub use fs::FsStorage;
-pub(crate) use mmap::prefetch;
+pub use mmap::prefetch;
 pub use sim::{Damage, Fault, FaultOp, SimStorage};
 
 /// A directory tree of files: what the log needs from a file system.
