@@ -2,6 +2,7 @@
 //! batches back from the log.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -1226,7 +1227,7 @@ impl Index {
         let shard = log.shard_of(chat);
         let mut walk = RunWalk::new(self, state, chat, shard, low, high, direction);
         let mut group: Vec<Run> = Vec::new();
-        'groups: loop {
+        loop {
             group.clear();
             let mut expected = 0u64;
             let wanted = (limit - out.len()) as u64;
@@ -1241,33 +1242,36 @@ impl Index {
             if group.is_empty() {
                 break;
             }
-            log.prefetch(group.iter().map(|run| run.place(shard).0));
-            for run in &group {
-                let (at, body_end) = run.place(shard);
-                let start = out.len();
-                let read = log.read_records(at, body_end, |records| {
-                    for record in records {
-                        if record.chat != chat || record.kind != RecordKind::Message {
-                            continue;
-                        }
-                        let Some(seq) = Message::peek_seq(record.payload).map(|seq| seq.0) else {
-                            continue;
-                        };
-                        if (low..=high).contains(&seq)
-                            && let Some(message) = view(state, &record, now)
-                        {
-                            out.push(wrap(message));
-                        }
-                        if seq >= run.last_seq {
-                            break;
-                        }
-                    }
-                });
-                match read {
-                    Ok(()) => {}
+            let places: Vec<_> = group.iter().map(|run| run.place(shard)).collect();
+            log.prefetch(places.iter().map(|(at, _)| *at));
+            let mut failed = None;
+            log.read_each(&places, |k, records| {
+                let records = match records {
+                    Ok(records) => records,
                     // Retention removed the segment: its messages are gone.
-                    Err(missive_log::Error::NotFound { .. }) => continue,
-                    Err(error) => return Err(error.into()),
+                    Err(missive_log::Error::NotFound { .. }) => return ControlFlow::Continue(()),
+                    Err(error) => {
+                        failed = Some(error);
+                        return ControlFlow::Break(());
+                    }
+                };
+                let last_seq = group[k].last_seq;
+                let start = out.len();
+                for record in records {
+                    if record.chat != chat || record.kind != RecordKind::Message {
+                        continue;
+                    }
+                    let Some(seq) = Message::peek_seq(record.payload).map(|seq| seq.0) else {
+                        continue;
+                    };
+                    if (low..=high).contains(&seq)
+                        && let Some(message) = view(state, &record, now)
+                    {
+                        out.push(wrap(message));
+                    }
+                    if seq >= last_seq {
+                        break;
+                    }
                 }
                 // `out` is in walk order: a backward walk takes a run's messages newest first.
                 if direction == Direction::Backward {
@@ -1275,8 +1279,15 @@ impl Index {
                 }
                 if out.len() >= limit {
                     out.truncate(limit);
-                    break 'groups;
+                    return ControlFlow::Break(());
                 }
+                ControlFlow::Continue(())
+            });
+            if let Some(error) = failed {
+                return Err(error.into());
+            }
+            if out.len() >= limit {
+                break;
             }
         }
         if direction == Direction::Backward {

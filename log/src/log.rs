@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -585,6 +586,91 @@ impl Log {
             .records_at(at.body_offset, at.lsn, body_end)
             .ok_or_else(|| not_found(pos))?;
         Ok(read.take().expect("read once")(records))
+    }
+
+    /// [`Log::read_records`] at each of `places` (a record position and the end of the part
+    /// wanted), in order: `read` gets each place's index and its records, or the error
+    /// `read_records` would return (typically [`Error::NotFound`] for a segment retention
+    /// removed), and says whether to go on. Reads of the same shard share one hold of its
+    /// segment list's read lock, and consecutive places in the same segment one look-up: for
+    /// a query reading a record or two from each of many batches (an inbox fetch), the
+    /// per-read overhead of `read_records` is most of the work once the bytes are in cache.
+    ///
+    /// `read` runs while the lock is held (for reading): it should be short, and must not call
+    /// the log back.
+    pub fn read_each(
+        &self,
+        places: &[(RecordPos, Option<u32>)],
+        mut read: impl FnMut(usize, Result<Records<'_>>) -> ControlFlow<()>,
+    ) {
+        let mut next = 0;
+        while let Some(&(first, _)) = places.get(next) {
+            let shard = match self.shard(first.batch.shard) {
+                Ok(shard) => shard,
+                Err(error) => {
+                    if read(next, Err(error)).is_break() {
+                        return;
+                    }
+                    next += 1;
+                    continue;
+                }
+            };
+            // The shard's places on the common paths under one hold of the lock, up to one
+            // that needs its batch verified first (done after it, as `read_records` does).
+            let general = {
+                let segments = shard.segments.read();
+                let mut last: Option<&Arc<Segment>> = None;
+                loop {
+                    let Some(&(at, body_end)) = places.get(next) else {
+                        break None;
+                    };
+                    let pos = at.batch;
+                    if pos.shard != first.batch.shard {
+                        break None;
+                    }
+                    let segment = match last.filter(|s| s.first_lsn == pos.segment) {
+                        Some(segment) => Some(segment),
+                        None => {
+                            let index = segments.partition_point(|s| s.first_lsn < pos.segment);
+                            segments.get(index).filter(|s| s.first_lsn == pos.segment)
+                        }
+                    };
+                    let located = match segment {
+                        None => Err(not_found(pos)),
+                        Some(segment) if segment.is_sealed() => {
+                            last = Some(segment);
+                            self.verified_place(segment, at, body_end)
+                        }
+                        Some(segment) => {
+                            last = Some(segment);
+                            self.active_place(shard, segment, at, body_end)
+                        }
+                    };
+                    let flow = match located {
+                        Ok(Some(located)) => {
+                            read(next, located.records().ok_or_else(|| not_found(pos)))
+                        }
+                        Ok(None) => break Some(next),
+                        Err(error) => read(next, Err(error)),
+                    };
+                    if flow.is_break() {
+                        return;
+                    }
+                    next += 1;
+                }
+            };
+            if let Some(at) = general {
+                let (pos, body_end) = places[at];
+                let flow = match self.read_records(pos, body_end, |records| read(at, Ok(records))) {
+                    Ok(flow) => flow,
+                    Err(error) => read(at, Err(error)),
+                };
+                if flow.is_break() {
+                    return;
+                }
+                next = at + 1;
+            }
+        }
     }
 
     /// Starts loading, all at once, the first bytes [`Log::read_entries`] will touch at each of

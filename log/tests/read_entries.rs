@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -14,7 +15,7 @@ use common::*;
 use missive_log::batch::{COMPRESS_BACKOFF_MAX, Codec};
 use missive_log::{
     Appended, BatchPos, DecodedBatch, Durability, Entry, Error, Log, LogConfig, Lsn, Record,
-    RecordPos, ShardId,
+    RecordPos, Records, ShardId,
 };
 
 fn config(compression: bool) -> LogConfig {
@@ -250,6 +251,101 @@ fn reads_from_any_record_equal_the_whole_batch_read() {
             }
         }
         log.close().unwrap();
+    }
+}
+
+/// Every record of every batch, alternately whole to the batch's end and cut after the record,
+/// with a place that names nothing after every seventh: an LSN past its batch, a segment that
+/// does not exist, a shard that does not exist.
+fn places(seen: &[Seen]) -> Vec<(RecordPos, Option<u32>)> {
+    let mut places = Vec::new();
+    for seen in seen {
+        for i in 0..seen.records.len() {
+            let at = seen.at(i);
+            let end = (places.len() % 2 == 1).then(|| seen.end(i));
+            places.push((at, end));
+            if places.len() % 7 == 0 {
+                let bad = match places.len() % 3 {
+                    0 => RecordPos {
+                        lsn: Lsn(seen.batch.header.end_lsn().0 + 5),
+                        ..at
+                    },
+                    1 => RecordPos {
+                        batch: BatchPos {
+                            segment: u64::MAX / 2,
+                            ..at.batch
+                        },
+                        ..at
+                    },
+                    _ => RecordPos {
+                        batch: BatchPos {
+                            shard: ShardId(9),
+                            ..at.batch
+                        },
+                        ..at
+                    },
+                };
+                places.push((bad, end));
+            }
+        }
+    }
+    places
+}
+
+/// What a read of records gave: the records, or the error's text.
+fn outcome(records: Result<Records<'_>, Error>) -> Result<Vec<Entry>, String> {
+    records
+        .map(|records| records.map(|record| record.to_entry()).collect())
+        .map_err(|error| error.to_string())
+}
+
+#[test]
+fn reading_many_places_at_once_equals_reading_each() {
+    let mut rng = Rng::new(seed("read_each"));
+    for compression in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), config(compression)).unwrap();
+        fill(&log, 400, 10_000, &mut rng);
+        tail(&log, 20_000, &mut rng);
+        let places = places(&seen(&log));
+        log.close().unwrap();
+        // Reopened: the first reads of sealed batches verify them (the general path, out of
+        // the lock), then once scrubbed, every read takes the common path.
+        for scrubbed in [false, true] {
+            let log = Log::open(dir.path(), config(compression)).unwrap();
+            if scrubbed {
+                log.verify().unwrap();
+            }
+            let mut got = Vec::new();
+            log.read_each(&places, |k, records| {
+                got.push((k, outcome(records)));
+                ControlFlow::Continue(())
+            });
+            let one_by_one: Vec<_> = places
+                .iter()
+                .enumerate()
+                .map(|(k, &(at, end))| {
+                    let read = log.read_records(at, end, |records| outcome(Ok(records)));
+                    (k, read.unwrap_or_else(|error| Err(error.to_string())))
+                })
+                .collect();
+            assert!(one_by_one.iter().filter(|(_, read)| read.is_err()).count() >= 3);
+            assert_eq!(got, one_by_one);
+            // `read` stops the reads when it says so.
+            for stop in [0, places.len() / 2, places.len() - 1] {
+                let mut visited = Vec::new();
+                log.read_each(&places, |k, _| {
+                    visited.push(k);
+                    if k == stop {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                });
+                assert_eq!(visited, (0..=stop).collect::<Vec<_>>());
+            }
+            log.close().unwrap();
+        }
     }
 }
 
