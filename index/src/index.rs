@@ -1226,7 +1226,8 @@ impl Index {
         let limit = base.saturating_add(limit);
         let shard = log.shard_of(chat);
         let mut walk = RunWalk::new(self, state, chat, shard, low, high, direction);
-        let mut group: Vec<Run> = Vec::new();
+        let mut group: Vec<Run> = Vec::with_capacity(limit.min(SCAN_GROUP_MAX));
+        let mut places = Vec::with_capacity(group.capacity());
         loop {
             group.clear();
             let mut expected = 0u64;
@@ -1242,7 +1243,8 @@ impl Index {
             if group.is_empty() {
                 break;
             }
-            let places: Vec<_> = group.iter().map(|run| run.place(shard)).collect();
+            places.clear();
+            places.extend(group.iter().map(|run| run.place(shard)));
             log.prefetch(places.iter().map(|(at, _)| *at));
             let mut failed = None;
             log.read_each(&places, |k, records| {
