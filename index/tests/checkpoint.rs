@@ -239,7 +239,7 @@ fn missing_or_damaged_segment_index_files_are_rebuilt_from_the_log() {
         .into_iter()
         .filter(|name| name.starts_with("seg-") && name.ends_with(".idx"))
         .collect();
-    assert!(files.len() >= 2, "the fixture seals segments: {files:?}");
+    assert!(files.len() >= 3, "the fixture seals segments: {files:?}");
     let answers = |index: &Index| answers(&log, index);
     let (index, _) = Index::open(&log, Path::new("/index")).unwrap();
     let expected = answers(&index);
@@ -248,23 +248,25 @@ fn missing_or_damaged_segment_index_files_are_rebuilt_from_the_log() {
         60,
         "every message answers"
     );
-    // One file damaged, one missing: a fresh index (cold cache) still answers the same.
-    let first = Path::new("/index").join(&files[0]);
-    let mut damaged = disk.file_content(&first).unwrap();
+    // One file damaged, one missing, one of another version (1, whose run tables had no
+    // heads: its places would be read wrongly): a fresh index (cold cache) still answers the
+    // same.
+    let path = |k: usize| Path::new("/index").join(&files[k]);
+    let mut damaged = disk.file_content(&path(0)).unwrap();
     let last = damaged.len() - 1;
     damaged[last] ^= 0x40;
-    disk.set_file_content(&first, damaged);
-    storage
-        .remove_file(&Path::new("/index").join(&files[1]))
-        .unwrap();
+    disk.set_file_content(&path(0), damaged);
+    storage.remove_file(&path(1)).unwrap();
+    let current = disk.file_content(&path(2)).unwrap();
+    let version = u16::from_le_bytes([current[8], current[9]]);
+    let mut older = current.clone();
+    older[8..10].copy_from_slice(&(version - 1).to_le_bytes());
+    disk.set_file_content(&path(2), older);
     let (index, _) = Index::open(&log, Path::new("/index")).unwrap();
     assert_eq!(answers(&index), expected);
-    // And the files were written back.
-    assert!(
-        storage
-            .exists(&Path::new("/index").join(&files[1]))
-            .unwrap()
-    );
+    // And the files were written back, in the current version.
+    assert!(storage.exists(&path(1)).unwrap());
+    assert_eq!(disk.file_content(&path(2)).unwrap(), current);
 }
 
 #[test]
