@@ -696,9 +696,10 @@ impl Log {
                 continue;
             };
             let segments = shard.segments.read();
-            // Per segment: its first LSN, its map, and whether reads parse batch headers (not
-            // once a scrub verified it whole: see `known_place`).
-            let mut maps: Vec<(u64, Cow<'_, Bytes>, bool)> = Vec::new();
+            // Per segment: its first LSN, its map, and the table of its batches if a scrub
+            // verified it whole (reads then look batches up there instead of parsing their
+            // headers: see `known_place`).
+            let mut maps: Vec<(u64, Cow<'_, Bytes>, Option<&BatchTable>)> = Vec::new();
             let mut spots: Vec<(usize, usize, usize)> = Vec::new();
             while let Some(at) = positions.next_if(|at| at.batch.shard == shard_id) {
                 let pos = at.batch;
@@ -720,7 +721,7 @@ impl Log {
                         let Some(bytes) = bytes else {
                             continue;
                         };
-                        maps.push((pos.segment, bytes, !segment.is_wholly_verified()));
+                        maps.push((pos.segment, bytes, segment.batch_table()));
                         maps.len() - 1
                     }
                 };
@@ -733,10 +734,13 @@ impl Log {
                 spots.push((map, batch, record));
             }
             for &(map, batch, record) in &spots {
-                let (_, bytes, header) = &maps[map];
-                if *header {
-                    crate::storage::prefetch(bytes, batch);
-                    crate::storage::prefetch(bytes, batch + BATCH_HEADER_LEN - 1);
+                let (_, bytes, table) = &maps[map];
+                match table {
+                    Some(table) => table.prefetch(batch as u64),
+                    None => {
+                        crate::storage::prefetch(bytes, batch);
+                        crate::storage::prefetch(bytes, batch + BATCH_HEADER_LEN - 1);
+                    }
                 }
                 for offset in [record, record + RECORD_SPAN / 2, record + RECORD_SPAN - 1] {
                     crate::storage::prefetch(bytes, offset);

@@ -87,6 +87,11 @@ pub(crate) struct Segment {
 #[derive(Debug)]
 pub(crate) struct BatchTable {
     entries: Box<[(u32, u32)]>,
+    /// Where the first batch starts and the last one ends (the first and last entries' offsets,
+    /// kept beside the table): a read guesses where a batch is in it from these
+    /// ([`BatchTable::guess`]) without touching the table's own cold lines first.
+    first: u32,
+    end: u32,
 }
 
 /// What a read needs of a batch in a [`BatchTable`].
@@ -125,14 +130,38 @@ impl BatchTable {
             let [(offset, lsn), (next_offset, next_lsn)] = [pair[0], pair[1]];
             offset < next_offset && lsn & !COMPRESSED < next_lsn & !COMPRESSED
         });
-        ordered.then_some(BatchTable { entries })
+        let (first, end) = (entries[0].0, entries[entries.len() - 1].0);
+        ordered.then_some(BatchTable {
+            entries,
+            first,
+            end,
+        })
+    }
+
+    /// Where the batch starting at `offset` would be in the table if every batch were of the
+    /// same size: a segment's batches are alike enough (each a group commit's worth) that the
+    /// batch is near, and a search from there reads a line or two of the table, not the
+    /// ~log₂(n) lines of a binary search, which are cold after other work (an inbox fetch reads
+    /// one record from each of many segments).
+    pub(crate) fn guess(&self, offset: u64) -> usize {
+        let batches = self.entries.len() - 1;
+        let (first, end) = (u64::from(self.first), u64::from(self.end));
+        if batches == 0 || offset <= first || end <= first {
+            return 0;
+        }
+        let spread = (offset - first).min(end - first);
+        ((u128::from(spread) * batches as u128 / u128::from(end - first)) as usize).min(batches - 1)
+    }
+
+    /// Starts loading the line of the table where the batch at `offset` should be (see
+    /// [`BatchTable::guess`]), for a read that will look it up.
+    pub(crate) fn prefetch(&self, offset: u64) {
+        crate::storage::prefetch_item(&self.entries, self.guess(offset));
     }
 
     /// The batch starting at `offset`, if one does.
     pub(crate) fn find(&self, segment_lsn: u64, offset: u64) -> Option<KnownBatch> {
-        let offset = u32::try_from(offset).ok()?;
-        let batches = &self.entries[..self.entries.len() - 1];
-        let at = batches.binary_search_by_key(&offset, |&(o, _)| o).ok()?;
+        let at = self.search(offset)?;
         let ((start, lsn), (end, end_lsn)) = (self.entries[at], self.entries[at + 1]);
         let (lsn, end_lsn) = (lsn & !COMPRESSED, end_lsn & !COMPRESSED);
         Some(KnownBatch {
@@ -141,6 +170,45 @@ impl BatchTable {
             body_len: end - start - BATCH_HEADER_LEN as u32,
             compressed: self.entries[at].1 & COMPRESSED != 0,
         })
+    }
+}
+
+impl BatchTable {
+    /// The index of the batch starting at `offset`: from the guess, steps doubling in the
+    /// direction of `offset` until one passes it, then a binary search between the last two.
+    fn search(&self, offset: u64) -> Option<usize> {
+        let offset = u32::try_from(offset).ok()?;
+        let batches = &self.entries[..self.entries.len() - 1];
+        let guess = self
+            .guess(u64::from(offset))
+            .min(batches.len().checked_sub(1)?);
+        // `batches[low].0 <= offset < batches[high].0` (or `high` is the end), where known.
+        let (low, high) = if batches[guess].0 <= offset {
+            let (mut low, mut step) = (guess, 1);
+            loop {
+                let probe = guess + step;
+                if probe >= batches.len() {
+                    break (low, batches.len());
+                }
+                if batches[probe].0 > offset {
+                    break (low, probe);
+                }
+                (low, step) = (probe, step * 2);
+            }
+        } else {
+            let (mut high, mut step) = (guess, 1);
+            loop {
+                let Some(probe) = guess.checked_sub(step) else {
+                    break (0, high);
+                };
+                if batches[probe].0 <= offset {
+                    break (probe, high);
+                }
+                (high, step) = (probe, step * 2);
+            }
+        };
+        let found = batches[low..high].binary_search_by_key(&offset, |&(o, _)| o);
+        found.ok().map(|at| low + at)
     }
 }
 
@@ -213,9 +281,9 @@ impl Segment {
         self.batches.get()?.find(self.first_lsn, offset)
     }
 
-    /// Whether a scrub verified this whole (sealed) segment.
-    pub(crate) fn is_wholly_verified(&self) -> bool {
-        self.batches.get().is_some()
+    /// The table of batches a scrub left, once it verified this whole (sealed) segment.
+    pub(crate) fn batch_table(&self) -> Option<&BatchTable> {
+        self.batches.get()
     }
 
     /// Records that every batch of this sealed segment was verified: a scrub read it to the
@@ -467,6 +535,50 @@ mod tests {
         // Inside a batch, the end, past it, beyond u32.
         for offset in [1, h, h + 99, 3 * h + 400, 1 << 20, 1 << 40] {
             assert_eq!(known(offset), None, "{offset}");
+        }
+    }
+
+    #[test]
+    fn a_batch_table_finds_every_batch_from_its_guess_however_uneven_the_sizes() {
+        let h = BATCH_HEADER_LEN as u64;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |below: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below
+        };
+        for count in [1usize, 2, 3, 7, 64, 1000] {
+            for shape in 0..4 {
+                // Even sizes, random ones, one huge batch among small ones, growing sizes.
+                let sizes: Vec<u64> = (0..count as u64)
+                    .map(|i| match shape {
+                        0 => 100,
+                        1 => 1 + next(5000),
+                        2 if i == count as u64 / 3 => 1 << 20,
+                        2 => 10,
+                        _ => 1 + i * i,
+                    })
+                    .collect();
+                let (mut offset, mut lsn, mut batches) = (0, 500, Vec::new());
+                for size in &sizes {
+                    batches.push((offset, lsn, false));
+                    offset += h + size;
+                    lsn += 1 + size % 3;
+                }
+                let table = BatchTable::new(500, &batches, (offset, lsn)).unwrap();
+                for (at, &(start, first_lsn, _)) in batches.iter().enumerate() {
+                    let found = table.find(500, start).expect("a batch start");
+                    assert_eq!(found.first_lsn, first_lsn, "{count} batches, shape {shape}");
+                    assert_eq!(u64::from(found.body_len), sizes[at]);
+                    for inside in [start + 1, start + h, start + h + sizes[at] - 1] {
+                        assert_eq!(table.find(500, inside), None);
+                    }
+                }
+                for past in [offset, offset + 1, u64::from(u32::MAX), 1 << 40] {
+                    assert_eq!(table.find(500, past), None);
+                }
+            }
         }
     }
 

@@ -79,6 +79,19 @@ pub fn prefetch(bytes: &[u8], offset: usize) {
     std::hint::black_box(*byte);
 }
 
+/// [`prefetch`] of the cache line holding `items[index]` (nothing if out of range). Elsewhere
+/// than on x86_64 it does nothing.
+#[inline]
+pub(crate) fn prefetch_item<T>(items: &[T], index: usize) {
+    let Some(item) = items.get(index) else {
+        return;
+    };
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    prefetch_line(std::ptr::from_ref(item).cast());
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = item;
+}
+
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 #[inline]
 fn prefetch_line(at: *const u8) {

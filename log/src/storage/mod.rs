@@ -19,6 +19,7 @@ use bytes::Bytes;
 
 pub use fs::FsStorage;
 pub use mmap::prefetch;
+pub(crate) use mmap::prefetch_item;
 pub use sim::{Damage, Fault, FaultOp, SimStorage};
 
 /// A directory tree of files: what the log needs from a file system.
