@@ -15,7 +15,9 @@
 //! - **Reads.** Sealed segments are read through read-only memory maps, the active one through
 //!   positioned reads; every batch is verified before its records are returned. An index that
 //!   remembers a [`RecordPos`] reads from that record on with [`Log::read_entries`], touching
-//!   only the bytes it needs once the batch is known good.
+//!   only the bytes it needs once the batch is known good; [`Log::read_records`] and
+//!   [`Log::read_each`] lend the records in place instead (one or many places per call), and
+//!   [`Log::prefetch`] starts loading many places' bytes at once.
 //! - **Crashes.** Opening the log verifies the newest segment of each shard and cuts a torn tail;
 //!   any other bad batch is an [`Error::Corrupt`] naming the file and offset. A failed fsync
 //!   poisons the shard; a full disk is [`Error::StorageFull`] and damages nothing written.
