@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use crate::batch::{
-    BATCH_HEADER_LEN, BatchHeader, Codec, DecodedBatch, Entries, RecordRange, Records,
+    BATCH_HEADER_LEN, BATCH_MAGIC, BatchHeader, Codec, DecodedBatch, Entries, RecordRange, Records,
     decode_batch, decode_verified, parse_header,
 };
 use crate::error::{CorruptKind, Error, Result};
@@ -916,8 +916,13 @@ impl Log {
             }
             Err(error) => return Err(error),
         };
+        // Fewer bytes left than a header (a position in the last batch's final bytes): no batch
+        // starts there unless they begin as one would, and then it is a torn one.
+        let no_room = bytes.len() < BATCH_HEADER_LEN
+            && !BATCH_MAGIC.starts_with(&bytes[..bytes.len().min(BATCH_MAGIC.len())]);
         let corrupt = |kind| match kind {
             CorruptKind::BadMagic => not_found(pos),
+            CorruptKind::Truncated if no_room => not_found(pos),
             kind => Error::Corrupt {
                 file: segment.path.clone(),
                 offset: pos.offset,
