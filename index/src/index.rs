@@ -157,8 +157,14 @@ struct Scan {
 }
 
 impl Scan {
-    fn new(direction: Direction, chat: ChatId, (low, high): (u64, u64), limit: usize) -> Scan {
-        let now = Timestamp(u64::MAX);
+    /// As visible at `now` (messages past their TTL are left out).
+    fn new(
+        direction: Direction,
+        chat: ChatId,
+        (low, high): (u64, u64),
+        limit: usize,
+        now: Timestamp,
+    ) -> Scan {
         Scan {
             chat,
             low,
@@ -167,11 +173,6 @@ impl Scan {
             direction,
             now,
         }
-    }
-
-    /// As visible at `now` (messages past their TTL are left out).
-    fn at(self, now: Timestamp) -> Scan {
-        Scan { now, ..self }
     }
 }
 
@@ -990,7 +991,7 @@ impl Index {
         // `now` 0: nothing has expired yet, so a message past its TTL is still found.
         let stored = self.scan(
             log,
-            Scan::new(Direction::Forward, chat, (seq, seq), 1).at(Timestamp(0)),
+            Scan::new(Direction::Forward, chat, (seq, seq), 1, Timestamp(0)),
         )?;
         Ok(stored
             .into_iter()
@@ -1053,7 +1054,7 @@ impl Index {
         Ok(self
             .scan(
                 log,
-                Scan::new(Direction::Forward, chat, (seq.0, seq.0), 1).at(now),
+                Scan::new(Direction::Forward, chat, (seq.0, seq.0), 1, now),
             )?
             .pop())
     }
@@ -1078,7 +1079,7 @@ impl Index {
         let want = n.max(TAIL_MESSAGES_MAX);
         let stored = self.scan(
             log,
-            Scan::new(Direction::Backward, chat, (1, u64::MAX), want).at(Timestamp(0)),
+            Scan::new(Direction::Backward, chat, (1, u64::MAX), want, Timestamp(0)),
         )?;
         self.tails.fill(chat, state.head, &stored);
         let answered = self
@@ -1088,7 +1089,7 @@ impl Index {
             Some(answer) => Ok(answer),
             None => self.scan(
                 log,
-                Scan::new(Direction::Backward, chat, (1, u64::MAX), n).at(now),
+                Scan::new(Direction::Backward, chat, (1, u64::MAX), n, now),
             ),
         }
     }
@@ -1107,7 +1108,7 @@ impl Index {
         }
         self.scan(
             log,
-            Scan::new(Direction::Backward, chat, (1, seq.0 - 1), n).at(now),
+            Scan::new(Direction::Backward, chat, (1, seq.0 - 1), n, now),
         )
     }
 
@@ -1127,8 +1128,8 @@ impl Index {
                 chat,
                 (seq.0.saturating_add(1), u64::MAX),
                 n,
-            )
-            .at(now),
+                now,
+            ),
         )
     }
 
@@ -1148,7 +1149,7 @@ impl Index {
         let rest = n - out.len();
         out.extend(self.scan(
             log,
-            Scan::new(Direction::Forward, chat, (pivot, u64::MAX), rest).at(now),
+            Scan::new(Direction::Forward, chat, (pivot, u64::MAX), rest, now),
         )?);
         Ok(out)
     }
@@ -1181,8 +1182,13 @@ impl Index {
         for &(_, first_seq, last_seq) in &starts[from.min(starts.len())..] {
             let found = self.scan(
                 log,
-                Scan::new(Direction::Forward, chat, (first_seq, last_seq), usize::MAX)
-                    .at(Timestamp(0)),
+                Scan::new(
+                    Direction::Forward,
+                    chat,
+                    (first_seq, last_seq),
+                    usize::MAX,
+                    Timestamp(0),
+                ),
             )?;
             if let Some(message) = found.iter().find(|m| m.timestamp >= t) {
                 return Ok(message.message.seq.0);
@@ -1337,8 +1343,8 @@ impl Index {
                 entry.chat,
                 (low, u64::MAX),
                 limit - out.len(),
-            )
-            .at(now);
+                now,
+            );
             self.scan_into(log, &scan, &mut out, |m| (entry.chat, m))?;
         }
         Ok(out)

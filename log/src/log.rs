@@ -560,32 +560,12 @@ impl Log {
         body_end: Option<u32>,
         read: impl FnOnce(Records<'_>) -> T,
     ) -> Result<T> {
-        let pos = at.batch;
-        let mut read = Some(read);
-        // The common reads (a verified sealed batch, the active segment's acknowledged bytes)
-        // under the segment list's lock; the rest (a first read verifies a whole batch) after
-        // it, so that a segment roll never waits for a checksum.
-        let unverified = self.with_segment(pos, |shard, segment| {
-            let located = if segment.is_sealed() {
-                self.verified_place(segment, at, body_end)?
-            } else {
-                self.active_place(shard, segment, at, body_end)?
-            };
-            let Some(located) = located else {
-                return Ok(Err(Arc::clone(segment)));
-            };
-            let records = located.records().ok_or_else(|| not_found(pos))?;
-            Ok(Ok(read.take().expect("read once")(records)))
-        })?;
-        let segment = match unverified {
-            Ok(value) => return Ok(value),
-            Err(segment) => segment,
-        };
-        let batch = self.batch_in(self.shard(pos.shard)?, &segment, pos)?;
-        let records = batch
-            .records_at(at.body_offset, at.lsn, body_end)
-            .ok_or_else(|| not_found(pos))?;
-        Ok(read.take().expect("read once")(records))
+        let (mut read, mut read_once) = (Some(read), None);
+        self.read_each(&[(at, body_end)], |_, records| {
+            read_once = Some(records.map(read.take().expect("one place, read once")));
+            ControlFlow::Break(())
+        });
+        read_once.expect("read_each reads every place it is given")
     }
 
     /// [`Log::read_records`] at each of `places` (a record position and the end of the part
@@ -615,8 +595,10 @@ impl Log {
                     continue;
                 }
             };
-            // The shard's places on the common paths under one hold of the lock, up to one
-            // that needs its batch verified first (done after it, as `read_records` does).
+            // The shard's places on the common paths (a verified sealed batch, the active
+            // segment's acknowledged bytes) under one hold of the lock, up to one whose batch
+            // must be verified first: that is done after it (`read_verifying`), so that a
+            // segment roll never waits for a checksum.
             let general = {
                 let segments = shard.segments.read();
                 let mut last: Option<&Arc<Segment>> = None;
@@ -628,22 +610,14 @@ impl Log {
                     if pos.shard != first.batch.shard {
                         break None;
                     }
-                    let segment = match last.filter(|s| s.first_lsn == pos.segment) {
-                        Some(segment) => Some(segment),
-                        None => {
-                            let index = segments.partition_point(|s| s.first_lsn < pos.segment);
-                            segments.get(index).filter(|s| s.first_lsn == pos.segment)
-                        }
-                    };
+                    let segment = last
+                        .filter(|s| s.first_lsn == pos.segment)
+                        .or_else(|| find_segment(&segments, pos.segment));
                     let located = match segment {
                         None => Err(not_found(pos)),
-                        Some(segment) if segment.is_sealed() => {
-                            last = Some(segment);
-                            self.verified_place(segment, at, body_end)
-                        }
                         Some(segment) => {
                             last = Some(segment);
-                            self.active_place(shard, segment, at, body_end)
+                            self.place_in(shard, segment, at, body_end)
                         }
                     };
                     let flow = match located {
@@ -661,7 +635,8 @@ impl Log {
             };
             if let Some(at) = general {
                 let (pos, body_end) = places[at];
-                let flow = match self.read_records(pos, body_end, |records| read(at, Ok(records))) {
+                let flow = match self.read_verifying(pos, body_end, |records| read(at, Ok(records)))
+                {
                     Ok(flow) => flow,
                     Err(error) => read(at, Err(error)),
                 };
@@ -706,13 +681,10 @@ impl Log {
                 let map = match maps.iter().position(|(lsn, ..)| *lsn == pos.segment) {
                     Some(map) => map,
                     None => {
-                        let index = segments.partition_point(|s| s.first_lsn < pos.segment);
-                        let Some(segment) = segments.get(index) else {
+                        let Some(segment) = find_segment(&segments, pos.segment) else {
                             continue;
                         };
-                        let bytes = if segment.first_lsn != pos.segment {
-                            None
-                        } else if segment.is_sealed() {
+                        let bytes = if segment.is_sealed() {
                             segment.mapped(&*self.storage).ok().map(Cow::Borrowed)
                         } else {
                             let prefix = segment.readable_prefix(&*self.storage, 0);
@@ -871,29 +843,42 @@ impl Log {
     /// The shard and segment `pos` names, or [`Error::NotFound`] (a segment removed by retention).
     fn segment_at(&self, pos: BatchPos) -> Result<(&ShardShared, Arc<Segment>)> {
         let shard = self.shard(pos.shard)?;
-        let segments = shard.segments.read();
-        let index = segments.partition_point(|s| s.first_lsn < pos.segment);
-        match segments.get(index) {
-            Some(segment) if segment.first_lsn == pos.segment => Ok((shard, Arc::clone(segment))),
-            _ => Err(not_found(pos)),
+        let segment = find_segment(&shard.segments.read(), pos.segment).cloned();
+        Ok((shard, segment.ok_or_else(|| not_found(pos))?))
+    }
+
+    /// Where the records at `at` lie on the common paths ([`Log::verified_place`] in a sealed
+    /// segment, [`Log::active_place`] in the active one); `None` if the batch must be read
+    /// whole ([`Log::read_verifying`]).
+    fn place_in<'s>(
+        &self,
+        shard: &ShardShared,
+        segment: &'s Segment,
+        at: RecordPos,
+        body_end: Option<u32>,
+    ) -> Result<Option<Located<'s>>> {
+        if segment.is_sealed() {
+            self.verified_place(segment, at, body_end)
+        } else {
+            self.active_place(shard, segment, at, body_end)
         }
     }
 
-    /// Runs `read` on the shard and segment `pos` names, under the shard's segment list lock
-    /// (no reference count taken: a read of a few records is most of its cost), or returns
-    /// [`Error::NotFound`] (a segment removed by retention).
-    fn with_segment<T>(
+    /// [`Log::read_records`] the general way, out of the segment list's lock: the whole batch
+    /// read (and verified, the first time) and its records from `at` handed to `read`.
+    fn read_verifying<T>(
         &self,
-        pos: BatchPos,
-        read: impl FnOnce(&ShardShared, &Arc<Segment>) -> Result<T>,
+        at: RecordPos,
+        body_end: Option<u32>,
+        read: impl FnOnce(Records<'_>) -> T,
     ) -> Result<T> {
-        let shard = self.shard(pos.shard)?;
-        let segments = shard.segments.read();
-        let index = segments.partition_point(|s| s.first_lsn < pos.segment);
-        match segments.get(index) {
-            Some(segment) if segment.first_lsn == pos.segment => read(shard, segment),
-            _ => Err(not_found(pos)),
-        }
+        let pos = at.batch;
+        let (shard, segment) = self.segment_at(pos)?;
+        let batch = self.batch_in(shard, &segment, pos)?;
+        let records = batch
+            .records_at(at.body_offset, at.lsn, body_end)
+            .ok_or_else(|| not_found(pos))?;
+        Ok(read(records))
     }
 
     /// Reads the batch at `pos` in `segment`, verifying it if this process has not yet.
@@ -1111,6 +1096,12 @@ pub struct VerifyReport {
 }
 
 /// The error for a position that names no batch or record.
+/// The segment of `segments` (in LSN order) whose first LSN is `first_lsn`.
+fn find_segment(segments: &[Arc<Segment>], first_lsn: u64) -> Option<&Arc<Segment>> {
+    let index = segments.partition_point(|s| s.first_lsn < first_lsn);
+    segments.get(index).filter(|s| s.first_lsn == first_lsn)
+}
+
 /// Where the records a read wants lie: the bytes holding their batch (a segment's map, or a
 /// clone of the growing map of the active one), where the batch's body starts in them, its
 /// header, and the part of the body wanted.
