@@ -107,21 +107,21 @@ pub struct Index {
 /// A chat's runs in one segment: in memory (the active segment) or in a segment index file.
 enum Runs<'a> {
     Memory(&'a [Run]),
-    Table(RunTable),
+    Table(Arc<SegmentIndex>, RunTable),
 }
 
 impl Runs<'_> {
     fn len(&self) -> usize {
         match self {
             Runs::Memory(runs) => runs.len(),
-            Runs::Table(table) => table.len(),
+            Runs::Table(_, table) => table.len(),
         }
     }
 
     fn get(&self, at: usize) -> Option<Run> {
         match self {
             Runs::Memory(runs) => runs.get(at).copied(),
-            Runs::Table(table) => table.get(at),
+            Runs::Table(file, table) => file.run(*table, at),
         }
     }
 
@@ -277,7 +277,8 @@ impl<'a> RunWalk<'a> {
             }
             let index = self.index;
             let runs = if let Some((span, segment)) = self.ahead.pop_front() {
-                Runs::Table(segment.runs_of(self.chat, span.table_hint()))
+                let table = segment.runs_of(self.chat, span.table_hint());
+                Runs::Table(segment, table)
             } else {
                 match self.sources.next() {
                     None => return Ok(None),
@@ -286,7 +287,8 @@ impl<'a> RunWalk<'a> {
                             index
                                 .cache
                                 .get(log, &index.home.dir, self.shard.0, span.segment)?;
-                        Runs::Table(segment.runs_of(self.chat, span.table_hint()))
+                        let table = segment.runs_of(self.chat, span.table_hint());
+                        Runs::Table(segment, table)
                     }
                     Some(None) => Runs::Memory(index.active[self.shard.0 as usize].of(self.chat)),
                 }

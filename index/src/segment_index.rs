@@ -120,10 +120,17 @@ impl SegmentIndex {
         let found = self
             .table(chat, hint)
             .or_else(|| self.search(chat).and_then(|at| self.table(chat, at)));
-        found.unwrap_or(RunTable {
-            body: Bytes::new(),
-            count: 0,
-        })
+        found.unwrap_or(RunTable { start: 0, count: 0 })
+    }
+
+    /// Run `at` of `table` (found by [`SegmentIndex::runs_of`] in this file); `None` past its
+    /// end or if its bytes are malformed.
+    pub(crate) fn run(&self, table: RunTable, at: usize) -> Option<Run> {
+        if at >= table.count {
+            return None;
+        }
+        let start = table.start.checked_add(at.checked_mul(RUN_BYTES)?)?;
+        Reader(self.body.get(start..start.checked_add(RUN_BYTES)?)?).run()
     }
 
     /// Starts loading the first bytes of the table at `hint` (slot, first run), for a walk
@@ -160,10 +167,7 @@ impl SegmentIndex {
         let count = head.u32()? as usize;
         let runs = start + TABLE_HEAD;
         let end = runs.checked_add(count.checked_mul(RUN_BYTES)?)?;
-        (count > 0 && end <= self.body.len()).then(|| RunTable {
-            body: self.body.slice(runs..end),
-            count,
-        })
+        (count > 0 && end <= self.body.len()).then_some(RunTable { start: runs, count })
     }
 
     /// The chat's slot in the directory and the index of its first run, by binary search.
@@ -182,22 +186,20 @@ impl SegmentIndex {
     }
 }
 
-/// One chat's runs in a segment index file, read in place.
-#[derive(Clone, Debug)]
+/// Where one chat's runs lie in a segment index file's body, read in place through
+/// [`SegmentIndex::run`]. A place, not a slice of the bytes: a query walking many segments
+/// takes no reference count per table (each a locked instruction on a line of its own, which
+/// would wait for every load before it).
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct RunTable {
-    body: Bytes,
+    /// Where the first run starts in the body.
+    start: usize,
     count: usize,
 }
 
 impl RunTable {
     pub(crate) fn len(&self) -> usize {
         self.count
-    }
-
-    /// Run `at`; `None` past the end or if its bytes are malformed.
-    pub(crate) fn get(&self, at: usize) -> Option<Run> {
-        let start = at.checked_mul(RUN_BYTES)?;
-        Reader(self.body.get(start..start + RUN_BYTES)?).run()
     }
 }
 
@@ -563,8 +565,11 @@ mod tests {
         (SegmentIndex::parse(body, 1, 2, 7).unwrap(), chats)
     }
 
-    fn runs(table: &RunTable) -> Vec<Run> {
-        (0..table.len()).map(|at| table.get(at).unwrap()).collect()
+    fn runs(index: &SegmentIndex, table: RunTable) -> Vec<Run> {
+        assert_eq!(index.run(table, table.len()), None);
+        (0..table.len())
+            .map(|at| index.run(table, at).unwrap())
+            .collect()
     }
 
     #[test]
@@ -595,7 +600,7 @@ mod tests {
         let hints: Vec<(usize, usize)> = (0..10).map(|k| (k, k * (k + 1) / 2)).collect();
         for (slot, (chat, expected)) in chats.iter().enumerate() {
             assert_eq!(index.search(*chat), Some(hints[slot]));
-            assert_eq!(&runs(&index.runs_of(*chat, hints[slot])), expected);
+            assert_eq!(&runs(&index, index.runs_of(*chat, hints[slot])), expected);
             // Every other chat's place, places inside tables and past the body's end, and
             // places whose arithmetic overflows.
             let wrong = hints
@@ -610,7 +615,7 @@ mod tests {
                 ]);
             for hint in wrong {
                 assert_eq!(
-                    &runs(&index.runs_of(*chat, hint)),
+                    &runs(&index, index.runs_of(*chat, hint)),
                     expected,
                     "{chat:?} at {hint:?}"
                 );
@@ -639,7 +644,10 @@ mod tests {
         let thirty = ChatId::from_u128(30);
         assert_eq!(index.runs_of(thirty, (2, 3)).len(), 0);
         assert_eq!(index.runs_of(thirty, (0, 0)).len(), 0);
-        assert_eq!(runs(&index.runs_of(ChatId::from_u128(40), (3, 6))).len(), 4);
+        assert_eq!(
+            runs(&index, index.runs_of(ChatId::from_u128(40), (3, 6))).len(),
+            4
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@
 //! | `--dir PATH` | `$MISSIVE_BENCH_DIR`, else the system temp dir | where the files go |
 //! | `--no-sqlite` | | skip the SQLite peer |
 //! | `--no-compression` | | build the log with lz4 off (`LogConfig::compression = false`), a diagnostic |
-//! | `--profile WHAT` | | after building, only loop `latest`, `typical`, `pending`, `pending-cold` (caches and TLB emptied before each call; prints its latency), `receipts` (100,000 appended and applied) or `reopen` (from the checkpoint) for `--secs` (for `perf`) |
+//! | `--profile WHAT` | | after building, only loop `latest`, `typical`, `pending` (a different device each call), `pending-same` (one device over and over), `pending-cold` (caches and TLB emptied before each call; prints its latency), `receipts` (100,000 appended and applied) or `reopen` (from the checkpoint) for `--secs` (for `perf`) |
 //! | `--quick` | | a smoke run: 200,000 messages, 2,000 chats, 0.3 s budgets |
 //!
 //! The benchmark suite `benches/index.rs` includes this file as a module to build the same
@@ -694,8 +694,11 @@ pub(crate) fn sample(
     Ok(samples)
 }
 
-/// Like [`sample`] for two functions in alternating rounds of 20 calls each, so that both see
-/// the same machine (other load drifts).
+/// Calls of each function in one round of [`sample_interleaved`].
+pub(crate) const ROUND: usize = 20;
+
+/// Like [`sample`] for two functions in alternating rounds of [`ROUND`] calls each, so that
+/// both see the same machine (other load drifts).
 pub(crate) fn sample_interleaved(
     calls: usize,
     budget: Duration,
@@ -709,12 +712,12 @@ pub(crate) fn sample_interleaved(
     let deadline = Instant::now() + budget;
     let (mut sa, mut sb) = (Vec::new(), Vec::new());
     while sa.len() < calls && Instant::now() < deadline {
-        for _ in 0..20 {
+        for _ in 0..ROUND {
             let start = Instant::now();
             a(sa.len())?;
             sa.push(nanos(start.elapsed()));
         }
-        for _ in 0..20 {
+        for _ in 0..ROUND {
             let start = Instant::now();
             b(sb.len())?;
             sb.push(nanos(start.elapsed()));
@@ -1095,6 +1098,10 @@ fn main() -> AnyResult<()> {
                     let user = spec.recipient(typical_chat(spec, calls));
                     drop(index.pending(&log, user, DeviceId(0), INBOX_FETCH, now)?)
                 }
+                "pending-same" => {
+                    let user = spec.recipient(typical_chat(spec, 0));
+                    drop(index.pending(&log, user, DeviceId(0), INBOX_FETCH, now)?)
+                }
                 "pending-cold" => {
                     // As the interleaved measurement runs it (a SQLite query between two
                     // calls), without SQLite: caches and TLB are emptied before each call.
@@ -1112,7 +1119,8 @@ fn main() -> AnyResult<()> {
                     }
                 }
                 other => {
-                    let expected = "latest, typical, pending, pending-cold, receipts or reopen";
+                    let expected =
+                        "latest, typical, pending, pending-same, pending-cold, receipts or reopen";
                     return Err(format!("--profile {other}: {expected}").into());
                 }
             }
@@ -1194,7 +1202,7 @@ fn main() -> AnyResult<()> {
     let typical_breakdown = breakdown(&log, spec.chat(TRACKED), &typical_touched)?;
 
     // 5. Inbox fetch of 100 undelivered messages.
-    let (scattered, scattered_sqlite) = {
+    let (scattered, scattered_sqlite, scattered_by_place) = {
         let mut sqlite_pending = |n: usize| -> AnyResult<()> {
             match &sqlite {
                 Some(conn) => sqlite_inbox(conn, spec, typical_chat(spec, n)),
@@ -1211,9 +1219,21 @@ fn main() -> AnyResult<()> {
             },
             &mut sqlite_pending,
         )?;
+        // The first call of each round follows the other side's round (with SQLite: its
+        // queries have evicted what the previous calls left in the caches); the others follow
+        // a call of their own kind.
+        let (mut first, mut others) = (Vec::new(), Vec::new());
+        for (k, &t) in a.iter().enumerate() {
+            if k % ROUND == 0 {
+                first.push(t)
+            } else {
+                others.push(t)
+            }
+        }
         (
             Latency::from_samples(&mut a.clone()),
             Latency::from_samples(&mut b.clone()),
+            [first, others].map(|mut s| Latency::from_samples(&mut s)),
         )
     };
     // A device that was offline briefly: its 100 undelivered messages are the hot chat's newest.
@@ -1390,6 +1410,23 @@ fn main() -> AnyResult<()> {
             &scattered
         )
     );
+    let after = if sqlite.is_some() {
+        format!("after {ROUND} SQLite queries")
+    } else {
+        "after the previous round".to_string()
+    };
+    for (name, l) in [
+        (
+            format!("… of which the first of each round ({after})"),
+            &scattered_by_place[0],
+        ),
+        (
+            format!("… the other {} of each round", ROUND - 1),
+            &scattered_by_place[1],
+        ),
+    ] {
+        println!("{}", latency_row(&name, l));
+    }
     println!(
         "{}",
         latency_row(
