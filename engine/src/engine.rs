@@ -193,6 +193,7 @@ impl Engine {
                 segment_bytes_max: config.segment_bytes_max,
                 durability: config.durability,
                 compression: true,
+                huge_pages: config.huge_pages,
             },
         )?;
         let log_open = started.elapsed();

@@ -137,6 +137,7 @@ fn config() -> LogConfig {
         segment_bytes_max: 4096,
         durability: Durability::Always,
         compression: true,
+        huge_pages: false,
     }
 }
 

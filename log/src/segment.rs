@@ -78,6 +78,10 @@ pub(crate) struct Segment {
     /// what reads need of its header. Reads then check a position against it without a lock,
     /// and read an uncompressed batch's records without touching its header.
     batches: std::sync::OnceLock<BatchTable>,
+    /// Whether its map asks for 2 MiB pages once sealed ([`LogConfig::huge_pages`]).
+    ///
+    /// [`LogConfig::huge_pages`]: crate::LogConfig::huge_pages
+    pub(crate) huge_pages: bool,
 }
 
 /// The batches of a sealed segment a scrub verified, in file order, 8 bytes each (the offset
@@ -218,6 +222,7 @@ impl Segment {
         first_lsn: u64,
         window_start_ms: u64,
         window_ms: u64,
+        huge_pages: bool,
     ) -> Self {
         Segment {
             first_lsn,
@@ -231,6 +236,7 @@ impl Segment {
             reserve: 0,
             verified: RwLock::new(HashSet::new()),
             batches: std::sync::OnceLock::new(),
+            huge_pages,
         }
     }
 
@@ -241,12 +247,13 @@ impl Segment {
         window_ms: u64,
         len: u64,
         reserve: u64,
+        huge_pages: bool,
     ) -> Self {
         Segment {
             reserve,
             visible_len: AtomicU64::new(len),
             sealed: AtomicBool::new(false),
-            ..Segment::sealed(path, first_lsn, window_start_ms, window_ms)
+            ..Segment::sealed(path, first_lsn, window_start_ms, window_ms, huge_pages)
         }
     }
 
@@ -364,10 +371,26 @@ impl Segment {
         if let Some(bytes) = self.map.get() {
             return Ok(bytes);
         }
-        let bytes = storage
-            .read_sealed(&self.path)
-            .map_err(|e| Error::io("map", &self.path, e))?;
+        let bytes = if self.huge_pages {
+            storage.read_sealed_huge(&self.path)
+        } else {
+            storage.read_sealed(&self.path)
+        };
+        let bytes = bytes.map_err(|e| Error::io("map", &self.path, e))?;
         Ok(self.map.get_or_init(|| bytes))
+    }
+
+    /// Drops what the page cache holds of this sealed segment, so that reads through its map
+    /// (which asks for 2 MiB pages when [`Segment::huge_pages`]) bring it back in 2 MiB
+    /// folios; see [`Storage::drop_cached`].
+    pub(crate) fn repage(&self, storage: &dyn Storage) -> Result<()> {
+        let map = self.mapped(storage)?;
+        // SAFETY: `map` is what `storage.read_sealed_huge` (or `read_sealed`) returned for this
+        // segment's path: `mapped` made it, and a segment is only ever read through the storage
+        // of the log that holds it, which is the `storage` every caller passes.
+        #[allow(unsafe_code)]
+        let dropped = unsafe { storage.drop_cached(&self.path, map) };
+        dropped.map_err(|e| Error::io("drop the cached pages of", &self.path, e))
     }
 
     /// The bytes from `offset` to the end of the batch that starts there (for a sealed segment,

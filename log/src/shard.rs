@@ -188,7 +188,13 @@ pub(crate) fn recover(
     let mut torn_bytes = 0;
     let newest = found.pop();
     for (lsn, start, window, path) in found {
-        segments.push(Arc::new(Segment::sealed(path, lsn, start, window)));
+        segments.push(Arc::new(Segment::sealed(
+            path,
+            lsn,
+            start,
+            window,
+            config.huge_pages,
+        )));
     }
     if let Some((lsn, start, window, path)) = newest {
         let file = storage
@@ -209,6 +215,7 @@ pub(crate) fn recover(
             window,
             len,
             config.segment_bytes_max,
+            config.huge_pages,
         ));
         segments.push(Arc::clone(&segment));
         active = Some(Active {
@@ -579,6 +586,7 @@ impl Writer {
             window,
             0,
             self.config.segment_bytes_max,
+            self.config.huge_pages,
         ));
         {
             let mut segments = self.shared.segments.write();
@@ -636,6 +644,7 @@ impl Writer {
             window,
             0,
             self.config.segment_bytes_max,
+            self.config.huge_pages,
         ));
         self.shared.segments.write().push(Arc::clone(&segment));
         self.active = Some(Active {

@@ -25,6 +25,7 @@ fn config(compression: bool) -> LogConfig {
         segment_bytes_max: 64 << 10,
         durability: Durability::Always,
         compression,
+        huge_pages: false,
     }
 }
 

@@ -35,6 +35,7 @@
 //! | `--dir PATH` | `$MISSIVE_BENCH_DIR`, else the system temp dir | where the files go |
 //! | `--no-sqlite` | | skip the SQLite peer |
 //! | `--no-compression` | | build the log with lz4 off (`LogConfig::compression = false`), a diagnostic |
+//! | `--small-pages` | | keep sealed segments in 4 KiB pages (`LogConfig::huge_pages = false`, the log's default) |
 //! | `--profile WHAT` | | after building, only loop `latest`, `typical`, `pending` (a different device each call), `pending-same` (one device over and over), `pending-cold` (caches and TLB emptied before each call; prints its latency), `receipts` (100,000 appended and applied) or `reopen` (from the checkpoint) for `--secs` (for `perf`) |
 //! | `--quick` | | a smoke run: 200,000 messages, 2,000 chats, 0.3 s budgets |
 //!
@@ -87,6 +88,9 @@ pub(crate) struct Spec {
     pub(crate) shards: u32,
     /// Whether the log lz4-compresses batches (its default, on).
     pub(crate) compression: bool,
+    /// Whether sealed segments are held in 2 MiB pages (`LogConfig::huge_pages`; off by
+    /// default in the log, on here: the dataset fits in memory, the case it is for).
+    pub(crate) huge_pages: bool,
 }
 
 impl Spec {
@@ -97,12 +101,14 @@ impl Spec {
         hot_every: 100,
         shards: 1,
         compression: true,
+        huge_pages: true,
     };
 
     /// The log's configuration: the defaults with `Durability::Os`, as specified.
     pub(crate) fn log_config(&self) -> LogConfig {
         LogConfig {
             compression: self.compression,
+            huge_pages: self.huge_pages,
             ..log_config(Durability::Os, self.shards)
         }
     }
@@ -673,16 +679,29 @@ fn idle_memory(
     }
 }
 
-/// Latency samples of `f`, called until `calls` samples or `budget` is spent (after 10 warm-up
-/// calls). `f` gets the call number.
+/// Call numbers of warm-up calls start here, so that they pick other chats and devices than
+/// the measured calls (which would otherwise find theirs warmed).
+const WARM_UP_CALLS: usize = 1 << 40;
+
+/// How long calls run before they are measured: a tenth of the budget, at least 10 calls (the
+/// first ones after another measurement pay for what it left in the caches and allocator).
+fn warm_up(budget: Duration, mut round: impl FnMut(usize) -> AnyResult<usize>) -> AnyResult<()> {
+    let deadline = Instant::now() + budget / 10;
+    let mut calls = 0;
+    while calls < 10 || Instant::now() < deadline {
+        calls += round(WARM_UP_CALLS + calls)?;
+    }
+    Ok(())
+}
+
+/// Latency samples of `f`, called until `calls` samples or `budget` is spent (after a
+/// [`warm_up`]). `f` gets the call number.
 pub(crate) fn sample(
     calls: usize,
     budget: Duration,
     mut f: impl FnMut(usize) -> AnyResult<()>,
 ) -> AnyResult<Vec<u64>> {
-    for n in 0..10 {
-        f(n)?;
-    }
+    warm_up(budget, |n| f(n).map(|()| 1))?;
     let deadline = Instant::now() + budget;
     let mut samples = Vec::with_capacity(calls.min(1 << 20));
     while samples.len() < calls && Instant::now() < deadline {
@@ -705,10 +724,15 @@ pub(crate) fn sample_interleaved(
     mut a: impl FnMut(usize) -> AnyResult<()>,
     mut b: impl FnMut(usize) -> AnyResult<()>,
 ) -> AnyResult<(Vec<u64>, Vec<u64>)> {
-    for n in 0..10 {
-        a(n)?;
-        b(n)?;
-    }
+    warm_up(budget, |n| {
+        for k in n..n + ROUND {
+            a(k)?;
+        }
+        for k in n..n + ROUND {
+            b(k)?;
+        }
+        Ok(ROUND)
+    })?;
     let deadline = Instant::now() + budget;
     let (mut sa, mut sb) = (Vec::new(), Vec::new());
     while sa.len() < calls && Instant::now() < deadline {
@@ -799,6 +823,7 @@ impl Args {
                 "--dir" => args.dir = PathBuf::from(value()?),
                 "--no-sqlite" => args.sqlite = false,
                 "--no-compression" => args.spec.compression = false,
+                "--small-pages" => args.spec.huge_pages = false,
                 "--profile" => args.profile = Some(value()?),
                 "--quick" => {
                     args.spec.messages = 200_000;
@@ -995,7 +1020,8 @@ fn main() -> AnyResult<()> {
     println!("# Missive index run\n");
     println!(
         "- dataset: {} messages ({}-byte bodies, {}-byte records) in {} chats, hot chat 1 in {}; \
-         {} shard(s), `Durability::Os`, default segments, lz4 {}; dir {}",
+         {} shard(s), `Durability::Os`, default segments, lz4 {}, sealed segments in {} pages; \
+         dir {}",
         spec.messages,
         missive_benches::PAYLOAD_BYTES,
         missive_log::RECORD_HEADER_LEN + 58 + missive_benches::PAYLOAD_BYTES,
@@ -1003,6 +1029,7 @@ fn main() -> AnyResult<()> {
         spec.hot_every,
         spec.shards,
         if spec.compression { "on" } else { "off" },
+        if spec.huge_pages { "2 MiB" } else { "4 KiB" },
         args.dir.display(),
     );
 
@@ -1065,11 +1092,16 @@ fn main() -> AnyResult<()> {
     // every batch once, so that reads of old batches skip their checksum. The reads below are
     // measured after it, as a server sees them once it has been up for this long.
     let (scrub_time, scrubbed) = best_of(1, || Ok(log.verify_until(&|| false)?))?;
+    let pages = mapped_pages(&log_dir);
     eprintln!(
-        "scrub {} ({} batches, {})",
+        "scrub {} ({} batches, {}; {} segments' cache dropped for 2 MiB pages); log maps: {} \
+         resident, {} of it in 2 MiB pages",
         secs(scrub_time),
         scrubbed.batches,
-        mib(scrubbed.bytes)
+        mib(scrubbed.bytes),
+        scrubbed.repaged,
+        mib(pages.resident),
+        mib(pages.huge),
     );
     eprintln!(
         "rebuild {}, checkpoint write {}, reopen {:?}",
@@ -1588,6 +1620,48 @@ fn main() -> AnyResult<()> {
     Ok(())
 }
 
+/// Bytes of files under a folder mapped by this process: resident, and of those mapped by
+/// 2 MiB pages (from `/proc/self/smaps`; zeros where there is none).
+#[derive(Clone, Copy, Debug, Default)]
+struct MappedPages {
+    resident: u64,
+    huge: u64,
+}
+
+fn mapped_pages(dir: &Path) -> MappedPages {
+    let mut pages = MappedPages::default();
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return pages;
+    };
+    let dir = dir.to_string_lossy();
+    let mut inside = false;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping's first line: range, permissions, offset, device, inode, path.
+            inside = line
+                .split_whitespace()
+                .nth(5)
+                .is_some_and(|path| path.starts_with(&*dir));
+            continue;
+        }
+        let mut kib = || {
+            fields
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                << 10
+        };
+        match first {
+            "Rss:" if inside => pages.resident += kib(),
+            "FilePmdMapped:" if inside => pages.huge += kib(),
+            _ => {}
+        }
+    }
+    pages
+}
+
 /// Empties the processor's caches and TLB of what a measured call touched, as other work
 /// between two requests does: reads a line in each of 16,384 random pages of a 64 MiB buffer
 /// (allocated on the first call).
@@ -1615,6 +1689,7 @@ mod tests {
         hot_every: 10,
         shards: 1,
         compression: true,
+        huge_pages: true,
     };
 
     #[test]

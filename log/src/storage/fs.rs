@@ -89,7 +89,19 @@ impl Storage for FsStorage {
     }
 
     fn read_sealed(&self, path: &Path) -> io::Result<Bytes> {
-        super::mmap::map_sealed(&File::open(path)?)
+        super::mmap::map_sealed(&File::open(path)?, false)
+    }
+
+    fn read_sealed_huge(&self, path: &Path) -> io::Result<Bytes> {
+        super::mmap::map_sealed(&File::open(path)?, true)
+    }
+
+    #[allow(unsafe_code)]
+    unsafe fn drop_cached(&self, path: &Path, map: &Bytes) -> io::Result<()> {
+        // SAFETY: the caller passes a map `map_sealed` made of `path` (this function's
+        // contract), which is what `unmap_pages` requires.
+        unsafe { super::mmap::unmap_pages(map) };
+        super::os::drop_cached(&File::open(path)?)
     }
 
     fn map_growing(&self, path: &Path, reserve: u64) -> io::Result<Bytes> {

@@ -35,8 +35,10 @@ use std::io;
 use bytes::Bytes;
 use memmap2::Mmap;
 
-/// Maps a sealed segment read-only and hands the map out as shared [`Bytes`].
-pub(super) fn map_sealed(file: &File) -> io::Result<Bytes> {
+/// Maps a sealed segment read-only and hands the map out as shared [`Bytes`]; with `huge`,
+/// asks for its pages in 2 MiB folios (`MADV_HUGEPAGE`; best effort: a kernel without
+/// transparent huge pages for files maps it by 4 KiB pages as before).
+pub(super) fn map_sealed(file: &File, huge: bool) -> io::Result<Bytes> {
     if file.metadata()?.len() == 0 {
         // Mapping zero bytes is an error on Linux; an empty segment is just empty.
         return Ok(Bytes::new());
@@ -45,7 +47,42 @@ pub(super) fn map_sealed(file: &File) -> io::Result<Bytes> {
     // or truncates it after sealing, and unlinking it (point 2) keeps the mapping valid. The map
     // is read-only, so no Rust reference observes a write through it.
     let map = unsafe { Mmap::map(file)? };
+    #[cfg(target_os = "linux")]
+    if huge {
+        // Only a hint: an error (no THP support) leaves the map as it is.
+        let _ = map.advise(memmap2::Advice::HugePage);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = huge;
     Ok(Bytes::from_owner(map))
+}
+
+/// Removes the page-table entries of `map`, so that the pages it maps can leave the page
+/// cache; the next read through it maps them again.
+///
+/// # Safety
+/// `map` must be (a clone of) bytes [`map_sealed`] returned: for other memory, such as a heap
+/// buffer, `MADV_DONTNEED` would discard what it holds.
+pub(super) unsafe fn unmap_pages(map: &Bytes) {
+    #[cfg(all(target_os = "linux", not(miri)))]
+    {
+        const PAGE: usize = 4096;
+        let (start, len) = (map.as_ptr(), map.len());
+        if len == 0 || !(start as usize).is_multiple_of(PAGE) {
+            return;
+        }
+        // SAFETY: `map` is a read-only, shared map of a sealed file (this function's contract;
+        // the module's point 1: never written or truncated again; point 2: unlinking keeps its
+        // inode and blocks while mapped), and `map` keeps it mapped during the call. `MADV_DONTNEED` on a shared file
+        // map only drops page-table entries: the next access maps the same page of the file
+        // again (from the cache or the device), so every byte any reference sees before and
+        // after is the same. The range is the map's own, from its page-aligned start.
+        unsafe {
+            libc::madvise(start.cast_mut().cast(), len, libc::MADV_DONTNEED);
+        }
+    }
+    #[cfg(not(all(target_os = "linux", not(miri))))]
+    let _ = map;
 }
 
 /// Maps `reserve` bytes of the active segment read-only, past its end (contract point 4).

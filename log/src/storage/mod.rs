@@ -41,6 +41,29 @@ pub trait Storage: Send + Sync + Debug + 'static {
     /// The whole content of a file that will never change again (a sealed segment), shared.
     /// The real storage maps it read-only; the handle stays valid after the file is removed.
     fn read_sealed(&self, path: &Path) -> io::Result<Bytes>;
+    /// [`read_sealed`](Storage::read_sealed) for a file read at random whose cached pages the
+    /// caller wants in 2 MiB units where the system has them (Linux: a read-only map with
+    /// `MADV_HUGEPAGE`, so that a read of bytes not in memory brings in the 2 MiB around them
+    /// as one folio, mapped by one TLB entry). The default is `read_sealed`.
+    fn read_sealed_huge(&self, path: &Path) -> io::Result<Bytes> {
+        self.read_sealed(path)
+    }
+    /// Drops what memory holds of a sealed file, so that the next reads through `map` (made by
+    /// [`read_sealed_huge`](Storage::read_sealed_huge) for this file) read it back in 2 MiB
+    /// folios: pages written in small pieces stay in small ones otherwise. Clean pages only,
+    /// and none another map still maps; the file's bytes, as any reader sees them, are
+    /// unchanged (only where they are held). The default does nothing.
+    ///
+    /// # Safety
+    /// `map` must be bytes this storage's [`read_sealed`](Storage::read_sealed) or
+    /// [`read_sealed_huge`](Storage::read_sealed_huge) returned for `path` (or a clone of
+    /// them): the real storage drops the page-table entries of that range, which for any other
+    /// memory (a heap copy) would discard its contents.
+    #[allow(unsafe_code)]
+    unsafe fn drop_cached(&self, path: &Path, map: &Bytes) -> io::Result<()> {
+        let _ = (path, map);
+        Ok(())
+    }
     /// The file from its start, for a file that only grows and whose bytes, once acknowledged,
     /// never change (the active segment). The real storage maps `reserve` bytes read-only, which
     /// may reach past the file's end: the caller reads only bytes the file holds, and sees the

@@ -63,6 +63,7 @@ pub fn config(shards: u32, durability: Durability) -> LogConfig {
         segment_bytes_max: 4096,
         durability,
         compression: true,
+        huge_pages: false,
     }
 }
 
