@@ -1333,6 +1333,14 @@ fn main() -> AnyResult<()> {
         mib(sqlite_bytes),
         rusqlite::version(),
     );
+    println!(
+        "- scrub after reopening: {} ({} segments' cached pages dropped and read back); the log's \
+         maps then {} resident, {} of it mapped by 2 MiB pages",
+        secs(scrub_time),
+        scrubbed.repaged,
+        mib(pages.resident),
+        mib(pages.huge),
+    );
     let hot_messages = built.hot_batches.len();
     println!(
         "- hot chat: {hot_messages} messages in {} runs (batches); its newest {FETCH} are in {} \
