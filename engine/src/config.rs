@@ -89,9 +89,10 @@ pub struct Config {
     /// How long a `client_msg_id` is remembered for idempotent sends (default 5 minutes of
     /// server time; it survives restarts).
     pub dedup_window: Duration,
-    /// Whether a background thread verifies every stored batch's checksum after opening
-    /// (default `true`): it finds damage early, and reads of verified batches skip their
-    /// checksum, so the first read of an old chat does not pay for checking a whole batch.
+    /// Whether a background thread verifies every stored batch's checksum after opening, and
+    /// then each segment as it seals (default `true`): it finds damage early, and reads of
+    /// verified batches skip their checksum, so the first read of an old chat does not pay for
+    /// checking a whole batch.
     pub scrub_on_open: bool,
     /// Whether sealed segments are held in 2 MiB pages (default `false`; see
     /// [`LogConfig::huge_pages`](missive_log::LogConfig::huge_pages)): for a log that fits in

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -46,6 +46,11 @@ use crate::subscription::Subscription;
 
 /// The device id the engine's own system messages are stored under.
 pub const SYSTEM_DEVICE: DeviceId = DeviceId(u32::MAX);
+
+/// How often the scrub thread, its first pass done, looks for newly sealed segments.
+const SCRUB_FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// How often, meanwhile, it looks whether the engine closed.
+const SCRUB_TICK: Duration = Duration::from_millis(50);
 
 /// A handle to an open engine. Cheap to clone; every clone is the same engine. See the
 /// [crate documentation](crate).
@@ -81,8 +86,11 @@ pub(crate) struct Inner {
     /// Whether a thread is writing segment index files (see
     /// [`Inner::write_segment_files_behind`]).
     segment_files_writer: AtomicBool,
-    /// The latest such thread, joined by `close`.
-    segment_files_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Such threads not yet seen to end, all joined by `close`: one that has cleared the flag
+    /// may still hold the engine for a moment while the next one starts, and a close that
+    /// waited only for the newest could return with the engine (and its folder lock) still
+    /// held by it.
+    segment_files_threads: Mutex<Vec<JoinHandle<()>>>,
     /// Held from encoding a checkpoint to having written it (see [`Engine::checkpoint`]), and
     /// by retention and `close`, which checkpoint too. Taken before `segment_files` and the
     /// index.
@@ -252,7 +260,7 @@ impl Engine {
                 publishing: Mutex::new(()),
                 segment_files: Arc::new(Mutex::new(())),
                 segment_files_writer: AtomicBool::new(false),
-                segment_files_thread: Mutex::new(None),
+                segment_files_threads: Mutex::new(Vec::new()),
                 checkpointing: Mutex::new(()),
                 index: RwLock::new(index),
                 sequencers,
@@ -334,11 +342,14 @@ impl Engine {
     }
 
     /// Verifies the stored batches on a thread of its own, a segment at a time, giving up as
-    /// soon as the engine closes or is dropped. The thread never holds the engine, only its
-    /// counters and closed flag and a weak reference it counts but never upgrades (nor does
-    /// the scrub keep the log or its folder lock): were it to hold the engine for a moment
-    /// when the last handle is dropped, the engine would be dropped on this thread a little
-    /// later, and a reopen of the folder at once would find it still locked.
+    /// soon as the engine closes or is dropped; then, every [`SCRUB_FOLLOW_EVERY`], the
+    /// segments sealed since ([`Scrub::follow`](missive_log::Scrub::follow)), so that they too
+    /// are read without checksums or headers (and with [`Config::huge_pages`] from 2 MiB
+    /// pages). The thread never holds the engine, only its counters and closed flag and a weak
+    /// reference it counts but never upgrades (nor does the scrub keep the log or its folder
+    /// lock): were it to hold the engine for a moment when the last handle is dropped, the
+    /// engine would be dropped on this thread a little later, and a reopen of the folder at
+    /// once would find it still locked.
     fn start_scrub(&self) {
         let mut scrub = self.inner.log.scrub();
         let weak = Arc::downgrade(&self.inner);
@@ -350,7 +361,7 @@ impl Engine {
             .name("missive-scrub".into())
             .spawn(move || {
                 let open = || weak.strong_count() > 0 && !closed.load(Ordering::Acquire);
-                let mut verified = 0;
+                let (mut verified, mut first_pass) = (0, true);
                 while open() {
                     let step = scrub.step();
                     if !open() {
@@ -361,7 +372,21 @@ impl Engine {
                     verified = bytes;
                     match step {
                         Ok(true) => {}
-                        Ok(false) => return counters.scrub_done.add(1),
+                        Ok(false) => {
+                            if std::mem::take(&mut first_pass) {
+                                counters.scrub_done.add(1);
+                            }
+                            // Wait for segments to seal, looking at the flag often: a close
+                            // or drop is never held up by more than a tick.
+                            let until = Instant::now() + SCRUB_FOLLOW_EVERY;
+                            while Instant::now() < until {
+                                if !open() {
+                                    return;
+                                }
+                                std::thread::sleep(SCRUB_TICK);
+                            }
+                            scrub.follow();
+                        }
                         Err(_) => return counters.scrub_errors.add(1),
                     }
                 }
@@ -399,8 +424,8 @@ impl Engine {
         index.checkpoint()?;
         drop(index);
         self.inner.write_segment_files(true)?;
-        let writer = self.inner.segment_files_thread.lock().take();
-        if let Some(writer) = writer {
+        let writers = std::mem::take(&mut *self.inner.segment_files_threads.lock());
+        for writer in writers {
             let _ = writer.join();
         }
         Ok(())
@@ -1339,8 +1364,10 @@ impl Inner {
             });
         match spawned {
             Ok(thread) => {
-                // The previous thread, if any, has cleared the flag: it is ending.
-                *inner.segment_files_thread.lock() = Some(thread);
+                // The previous ones, if any, have cleared the flag: they are ending.
+                let mut threads = inner.segment_files_threads.lock();
+                threads.retain(|thread| !thread.is_finished());
+                threads.push(thread);
             }
             Err(_) => {
                 inner.segment_files_writer.store(false, Ordering::Release);

@@ -109,10 +109,12 @@ pub struct Stats {
     pub log_bytes_written: u64,
     /// Data fsyncs of log segments.
     pub fsyncs: u64,
-    /// Bytes of stored batches the scrub after opening verified ([`Config::scrub_on_open`](crate::Config::scrub_on_open)).
+    /// Bytes of stored batches the scrub verified ([`Config::scrub_on_open`](crate::Config::scrub_on_open)):
+    /// every segment stored at opening, then each segment as it seals (the one active at
+    /// opening counts twice: its prefix then, all of it once sealed).
     pub scrubbed_bytes: u64,
-    /// Whether that scrub went through every segment (false while it runs, if it found damage,
-    /// or if it is off).
+    /// Whether the scrub's first pass went through every segment stored at opening (false
+    /// while it runs, if it found damage, or if it is off).
     pub scrub_done: bool,
     /// Damage the scrub found (it stops at the first; reads of the damaged batch fail with
     /// `Corrupt`, and nothing else is affected).

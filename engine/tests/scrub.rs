@@ -1,6 +1,6 @@
-//! The scrub after opening: it verifies every stored batch in the background, reports what it
-//! did in `stats()`, finds damage without disturbing anything else, and never holds up a
-//! close or a reopen of the same folder.
+//! The scrub after opening: it verifies every stored batch in the background, then each segment
+//! as it seals, reports what it did in `stats()`, finds damage without disturbing anything
+//! else, and never holds up a close or a reopen of the same folder.
 
 mod common;
 
@@ -86,6 +86,43 @@ fn the_scrub_verifies_every_stored_byte_after_opening() {
     assert!(segments.len() > 2, "several segments: {segments:?}");
     let stored: u64 = segments.iter().map(|(_, len)| len).sum();
     assert_eq!(stats.scrubbed_bytes, stored, "every byte of every segment");
+    let history = engine.history(ALICE, ChatId::direct(ALICE, BOB), History::Latest(200));
+    assert_eq!(history.unwrap().len(), 120);
+    engine.close().unwrap();
+}
+
+#[test]
+fn segments_sealed_after_the_first_pass_are_scrubbed_too() {
+    let (sim, clock) = (SimStorage::new(), ManualClock::new(T0));
+    filled(&sim, &clock, 60);
+    let engine = open_sim(&sim, scrubbing(&clock));
+    let first = scrubbed(&engine);
+    assert!(first.scrub_done, "{first:?}");
+    let at_open = segments(&sim);
+    for i in 0..60 {
+        clock.advance(1_000);
+        send(&engine, ALICE, BOB, 1_000 + i);
+    }
+    let now = segments(&sim);
+    assert!(
+        now.len() > at_open.len() + 1,
+        "new segments sealed: {now:?}"
+    );
+    // Each segment sealed since the first pass once more in full: from the one active then
+    // to the newest sealed one (the last is active).
+    let sealed_since: u64 = now[at_open.len() - 1..now.len() - 1]
+        .iter()
+        .map(|(_, len)| len)
+        .sum();
+    let expected = first.scrubbed_bytes + sealed_since;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut stats = engine.stats();
+    while stats.scrubbed_bytes < expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        stats = engine.stats();
+    }
+    assert_eq!(stats.scrubbed_bytes, expected, "{stats:?}");
+    assert_eq!(stats.scrub_errors, 0);
     let history = engine.history(ALICE, ChatId::direct(ALICE, BOB), History::Latest(200));
     assert_eq!(history.unwrap().len(), 120);
     engine.close().unwrap();

@@ -59,8 +59,9 @@ pub struct LogConfig {
     /// maps ask for it (`MADV_HUGEPAGE`), and a scrub ([`Log::scrub`]) first drops what the
     /// page cache holds of each sealed segment, in the 4 KiB pieces it was written in, and
     /// reads it back whole. The price: the scrub reads from the device, and a read of a part
-    /// not in memory reads the 2 MiB around it. Segments sealed after the scrub stay in small
-    /// pages until the next. Off by default.
+    /// not in memory reads the 2 MiB around it. Segments sealed later are taken by a scrub kept
+    /// running ([`Scrub::follow`]; the engine's does); until then they are in small pages. Off
+    /// by default.
     pub huge_pages: bool,
 }
 
@@ -998,28 +999,37 @@ impl Log {
     /// without keeping the log (and its folder lock) alive. Segments retention removes
     /// meanwhile are still readable (their map outlives the file).
     pub fn scrub(&self) -> Scrub {
-        let segments = self
-            .shards
-            .iter()
-            .flat_map(|shard| {
-                let place = (shard.log_id, shard.id);
-                shard
-                    .segment_snapshot()
-                    .into_iter()
-                    .map(move |s| (place, s))
-            })
-            .collect::<Vec<_>>();
+        let mut segments = Vec::new();
+        let mut sealed_seen = Vec::with_capacity(self.shards.len());
+        for shard in &self.shards {
+            let snapshot = shard.segment_snapshot();
+            sealed_seen.push(
+                (snapshot.iter())
+                    .filter(|s| s.is_sealed())
+                    .map(|s| s.first_lsn)
+                    .max(),
+            );
+            let place = (shard.log_id, shard.id);
+            segments.extend(snapshot.into_iter().map(|s| (place, s)));
+        }
         Scrub {
             storage: Arc::clone(&self.storage),
+            shards: self.shards.clone(),
+            sealed_seen,
             segments: segments.into_iter(),
             report: VerifyReport::default(),
         }
     }
 }
 
-/// A verification in steps; see [`Log::scrub`].
+/// A verification in steps; see [`Log::scrub`]. Kept after its first pass, it can take the
+/// segments that seal later too ([`Scrub::follow`]). It holds the shards' segment lists, not
+/// the log: a thread holding it keeps neither the writers nor the folder lock alive.
 pub struct Scrub {
     storage: Arc<dyn Storage>,
+    shards: Vec<Arc<ShardShared>>,
+    /// Per shard (in shard order), the newest segment queued or verified while sealed.
+    sealed_seen: Vec<Option<u64>>,
     segments: std::vec::IntoIter<((u64, u32), Arc<Segment>)>,
     report: VerifyReport,
 }
@@ -1074,8 +1084,34 @@ impl Scrub {
         {
             segment.mark_wholly_verified(table);
         }
+        if sealed && let Some(seen) = self.sealed_seen.get_mut(shard as usize) {
+            *seen = (*seen).max(Some(segment.first_lsn));
+        }
         self.report.segments += 1;
         Ok(true)
+    }
+
+    /// Queues, after what is left to [`step`](Scrub::step) through, the segments sealed since
+    /// this scrub last looked (each once, oldest first; retention's removals are skipped), and
+    /// returns how many. A background scrub calls it when `step` has nothing left, so that a
+    /// segment sealed while the process runs is verified too, and gets what a first pass gives
+    /// a sealed segment: reads that skip the checksum and the header, and with
+    /// [`LogConfig::huge_pages`] its 2 MiB pages.
+    pub fn follow(&mut self) -> usize {
+        let mut queued: Vec<_> = self.segments.by_ref().collect();
+        let before = queued.len();
+        for (shard, seen) in self.shards.iter().zip(&mut self.sealed_seen) {
+            let place = (shard.log_id, shard.id);
+            for segment in shard.segment_snapshot() {
+                if segment.is_sealed() && Some(segment.first_lsn) > *seen {
+                    *seen = Some(segment.first_lsn);
+                    queued.push((place, segment));
+                }
+            }
+        }
+        let added = queued.len() - before;
+        self.segments = queued.into_iter();
+        added
     }
 
     /// What it verified so far.
