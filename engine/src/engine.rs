@@ -49,8 +49,6 @@ pub const SYSTEM_DEVICE: DeviceId = DeviceId(u32::MAX);
 
 /// How often the scrub thread, its first pass done, looks for newly sealed segments.
 const SCRUB_FOLLOW_EVERY: Duration = Duration::from_secs(1);
-/// How often, meanwhile, it looks whether the engine closed.
-const SCRUB_TICK: Duration = Duration::from_millis(50);
 
 /// A handle to an open engine. Cheap to clone; every clone is the same engine. See the
 /// [crate documentation](crate).
@@ -91,6 +89,8 @@ pub(crate) struct Inner {
     /// waited only for the newest could return with the engine (and its folder lock) still
     /// held by it.
     segment_files_threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The scrub thread, if [`Config::scrub_on_open`].
+    scrub: Mutex<Option<ScrubThread>>,
     /// Held from encoding a checkpoint to having written it (see [`Engine::checkpoint`]), and
     /// by retention and `close`, which checkpoint too. Taken before `segment_files` and the
     /// index.
@@ -110,6 +110,36 @@ pub(crate) struct Inner {
 struct Background {
     stop: std::sync::mpsc::Sender<()>,
     thread: JoinHandle<()>,
+}
+
+/// What the scrub thread is doing, shared with whoever stops it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ScrubPhase {
+    /// Verifying a segment (or about to).
+    Stepping,
+    /// Waiting for segments to seal.
+    Waiting,
+    /// Told to stop.
+    Stopped,
+}
+
+/// The scrub thread, stopped by `close` or the engine's drop: joined if it was waiting (it
+/// ends at once), left to end after its current segment if it was verifying one (a close
+/// never waits for a segment's checksum).
+struct ScrubThread {
+    phase: Arc<(Mutex<ScrubPhase>, parking_lot::Condvar)>,
+    thread: JoinHandle<()>,
+}
+
+impl ScrubThread {
+    fn stop(self) {
+        let (phase, wake) = &*self.phase;
+        let was = std::mem::replace(&mut *phase.lock(), ScrubPhase::Stopped);
+        wake.notify_all();
+        if was == ScrubPhase::Waiting {
+            let _ = self.thread.join();
+        }
+    }
 }
 
 /// One shard's sends on their way: appended, not yet applied to the index.
@@ -261,6 +291,7 @@ impl Engine {
                 segment_files: Arc::new(Mutex::new(())),
                 segment_files_writer: AtomicBool::new(false),
                 segment_files_threads: Mutex::new(Vec::new()),
+                scrub: Mutex::new(None),
                 checkpointing: Mutex::new(()),
                 index: RwLock::new(index),
                 sequencers,
@@ -349,7 +380,8 @@ impl Engine {
     /// reference it counts but never upgrades (nor does the scrub keep the log or its folder
     /// lock): were it to hold the engine for a moment when the last handle is dropped, the
     /// engine would be dropped on this thread a little later, and a reopen of the folder at
-    /// once would find it still locked.
+    /// once would find it still locked. `close` and the engine's drop wake it from its wait and
+    /// join it ([`ScrubThread::stop`]), so that it does not outlive the engine while idle.
     fn start_scrub(&self) {
         let mut scrub = self.inner.log.scrub();
         let weak = Arc::downgrade(&self.inner);
@@ -357,9 +389,15 @@ impl Engine {
             Arc::clone(&self.inner.counters),
             Arc::clone(&self.inner.closed),
         );
+        let phase = Arc::new((
+            Mutex::new(ScrubPhase::Stepping),
+            parking_lot::Condvar::new(),
+        ));
+        let shared = Arc::clone(&phase);
         let spawned = std::thread::Builder::new()
             .name("missive-scrub".into())
             .spawn(move || {
+                let (phase, wake) = &*shared;
                 let open = || weak.strong_count() > 0 && !closed.load(Ordering::Acquire);
                 let (mut verified, mut first_pass) = (0, true);
                 while open() {
@@ -376,24 +414,28 @@ impl Engine {
                             if std::mem::take(&mut first_pass) {
                                 counters.scrub_done.add(1);
                             }
-                            // Wait for segments to seal, looking at the flag often: a close
-                            // or drop is never held up by more than a tick.
-                            let until = Instant::now() + SCRUB_FOLLOW_EVERY;
-                            while Instant::now() < until {
-                                if !open() {
-                                    return;
-                                }
-                                std::thread::sleep(SCRUB_TICK);
+                            // Wait for segments to seal; a close or drop wakes it.
+                            let mut now = phase.lock();
+                            if *now == ScrubPhase::Stopped {
+                                return;
                             }
+                            *now = ScrubPhase::Waiting;
+                            let _ = wake.wait_for(&mut now, SCRUB_FOLLOW_EVERY);
+                            if *now == ScrubPhase::Stopped {
+                                return;
+                            }
+                            *now = ScrubPhase::Stepping;
+                            drop(now);
                             scrub.follow();
                         }
                         Err(_) => return counters.scrub_errors.add(1),
                     }
                 }
             });
-        // Without the thread, reads verify each batch themselves: nothing is lost.
-        if spawned.is_err() {
-            self.inner.counters.background_errors.add(1);
+        match spawned {
+            Ok(thread) => *self.inner.scrub.lock() = Some(ScrubThread { phase, thread }),
+            // Without the thread, reads verify each batch themselves: nothing is lost.
+            Err(_) => self.inner.counters.background_errors.add(1),
         }
     }
 
@@ -414,6 +456,9 @@ impl Engine {
         if let Some(background) = self.inner.background.lock().take() {
             drop(background.stop);
             let _ = background.thread.join();
+        }
+        if let Some(scrub) = self.inner.scrub.lock().take() {
+            scrub.stop();
         }
         self.inner.hub.close();
         self.inner.log.sync()?;
@@ -1237,6 +1282,10 @@ impl Drop for Inner {
         // The background thread holds only a weak handle; it ends at its next tick.
         if let Some(background) = self.background.get_mut().take() {
             drop(background.stop);
+        }
+        // Nor does the scrub thread hold the engine: this never runs on it.
+        if let Some(scrub) = self.scrub.get_mut().take() {
+            scrub.stop();
         }
     }
 }
