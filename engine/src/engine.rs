@@ -415,17 +415,17 @@ impl Engine {
                                 counters.scrub_done.add(1);
                             }
                             // Wait for segments to seal; a close or drop wakes it.
-                            let mut now = phase.lock();
-                            if *now == ScrubPhase::Stopped {
+                            let mut current = phase.lock();
+                            if *current == ScrubPhase::Stopped {
                                 return;
                             }
-                            *now = ScrubPhase::Waiting;
-                            let _ = wake.wait_for(&mut now, SCRUB_FOLLOW_EVERY);
-                            if *now == ScrubPhase::Stopped {
+                            *current = ScrubPhase::Waiting;
+                            let _ = wake.wait_for(&mut current, SCRUB_FOLLOW_EVERY);
+                            if *current == ScrubPhase::Stopped {
                                 return;
                             }
-                            *now = ScrubPhase::Stepping;
-                            drop(now);
+                            *current = ScrubPhase::Stepping;
+                            drop(current);
                             scrub.follow();
                         }
                         Err(_) => return counters.scrub_errors.add(1),

@@ -42,10 +42,15 @@ fn segments(sim: &SimStorage) -> Vec<(PathBuf, u64)> {
 
 /// Waits (bounded) until the scrub either finished or found damage.
 fn scrubbed(engine: &Engine) -> Stats {
+    stats_once(engine, |stats| stats.scrub_done || stats.scrub_errors > 0)
+}
+
+/// The engine's stats once `done` holds of them, or after 20 s.
+fn stats_once(engine: &Engine, done: impl Fn(&Stats) -> bool) -> Stats {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let stats = engine.stats();
-        if stats.scrub_done || stats.scrub_errors > 0 || Instant::now() > deadline {
+        if done(&stats) || Instant::now() > deadline {
             return stats;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -115,12 +120,7 @@ fn segments_sealed_after_the_first_pass_are_scrubbed_too() {
         .map(|(_, len)| len)
         .sum();
     let expected = first.scrubbed_bytes + sealed_since;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut stats = engine.stats();
-    while stats.scrubbed_bytes < expected && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        stats = engine.stats();
-    }
+    let stats = stats_once(&engine, |stats| stats.scrubbed_bytes >= expected);
     assert_eq!(stats.scrubbed_bytes, expected, "{stats:?}");
     assert_eq!(stats.scrub_errors, 0);
     let history = engine.history(ALICE, ChatId::direct(ALICE, BOB), History::Latest(200));

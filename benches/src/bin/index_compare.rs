@@ -1094,14 +1094,10 @@ fn main() -> AnyResult<()> {
     let (scrub_time, scrubbed) = best_of(1, || Ok(log.verify_until(&|| false)?))?;
     let pages = mapped_pages(&log_dir);
     eprintln!(
-        "scrub {} ({} batches, {}; {} segments' cache dropped for 2 MiB pages); log maps: {} \
-         resident, {} of it in 2 MiB pages",
+        "scrub {} ({} batches, {})",
         secs(scrub_time),
         scrubbed.batches,
-        mib(scrubbed.bytes),
-        scrubbed.repaged,
-        mib(pages.resident),
-        mib(pages.huge),
+        mib(scrubbed.bytes)
     );
     eprintln!(
         "rebuild {}, checkpoint write {}, reopen {:?}",
